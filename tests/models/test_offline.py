@@ -1,0 +1,69 @@
+"""The offline models load their real pretrained weights, quietly, with no network."""
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+
+from transfer_core.models import build_model
+from transfer_core.models.offline import lite0_weights_path, minilm_dir
+
+from modelchecks import forward, image_batch, text_batch
+
+
+def test_lite0_loads_the_installed_weights(lite0):
+    raw = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    net = lite0.net.model
+    for key in ["_conv_stem.weight", "_blocks.7._depthwise_conv.weight", "_conv_head.weight", "_bn1.running_var"]:
+        assert torch.equal(net.state_dict()[key], raw[key]), key
+    assert net._fc.weight.shape == (3, 1280)
+
+
+def test_lite0_random_init_differs_from_pretrained(lite0):
+    fresh = build_model("efficientnet_lite0", ["a", "b"], pretrained=False, image_size=64)
+    assert not torch.equal(fresh.net.model._conv_stem.weight, lite0.net.model._conv_stem.weight)
+
+
+def test_lite0_prints_nothing(capfd):
+    built = build_model("efficientnet_lite0", ["a", "b"], image_size=32)
+    forward(built, image_batch(1, 32))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_lite0_features_are_pretrained(lite0):
+    """ImageNet features separate a smooth image from noise far better than at random init."""
+    smooth = torch.linspace(-1, 1, 64).repeat(3, 64, 1).unsqueeze(0)
+    noise = torch.rand(1, 3, 64, 64) * 2 - 1
+    body = lite0.net.model.eval()
+    with torch.no_grad():
+        a, b = body.extract_features(smooth).mean((2, 3)), body.extract_features(noise).mean((2, 3))
+    assert torch.isfinite(a).all() and not torch.allclose(a, b, atol=1e-3)
+
+
+def test_minilm_loads_the_installed_weights(minilm):
+    raw = load_file(str(minilm_dir() / "model.safetensors"))
+    state = minilm.hf_model.state_dict()
+    key = next(k for k in raw if k.endswith("encoder.layer.3.attention.self.query.weight"))
+    ours = next(k for k in state if k.endswith("encoder.layer.3.attention.self.query.weight"))
+    assert torch.equal(state[ours], raw[key])
+    pooler_raw = next(k for k in raw if k.endswith("pooler.dense.weight"))
+    assert torch.equal(minilm.hf_model.bert.pooler.dense.weight, raw[pooler_raw])
+
+
+def test_minilm_pooler_trains_with_the_head(minilm):
+    head = minilm.groups[-1]
+    assert any("pooler" in n for n in head.param_names) and any("classifier" in n for n in head.param_names)
+
+
+def test_minilm_labels_and_tokenizer(minilm):
+    assert minilm.hf_model.config.id2label == {0: "neg", 1: "pos"}
+    assert minilm.preprocess.max_length == 32
+    batch = text_batch(minilm)
+    assert set(batch) >= {"input_ids", "attention_mask"}
+    assert forward(minilm, batch).shape == (2, 2)
+
+
+def test_minilm_head_dropout_goes_to_the_config():
+    built = build_model("minilm_l6", ["a", "b"], head_dropout=0.25, pretrained=False)
+    assert built.hf_model.config.classifier_dropout == 0.25
+    assert built.hf_model.dropout.p == 0.25

@@ -1,0 +1,208 @@
+"""fit(): events, freezing, determinism, stop/pause/resume, failures, extension (tiny random models, CPU)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transfer_core.config import RunConfig
+from transfer_core.control import RunControl
+from transfer_core.events import RunStatus
+from transfer_core.trainer import CHECKPOINT_FILE, WEIGHTS_FILE, fit
+
+
+def image_config(folder, **sets) -> RunConfig:
+    cfg = RunConfig()
+    cfg.data.path = str(folder)
+    cfg.model.name = "tiny_cnn"
+    cfg.model.pretrained = False
+    cfg.model.image_size = 16
+    cfg.train.epochs = 3
+    cfg.train.batch_size = 8
+    cfg.optim.lr = 0.01
+    for key, value in sets.items():
+        cfg.set(key.replace("__", "."), value)
+    return cfg.check()
+
+
+def text_config(csv_path, **sets) -> RunConfig:
+    cfg = RunConfig()
+    cfg.data.path = str(csv_path)
+    cfg.model.name = "tiny_bert"
+    cfg.model.pretrained = False
+    cfg.model.max_length = 16
+    cfg.train.epochs = 2
+    cfg.train.batch_size = 8
+    cfg.freeze.preset = "full"
+    for key, value in sets.items():
+        cfg.set(key.replace("__", "."), value)
+    return cfg.check()
+
+
+class Recorder:
+    def __init__(self, on_event=None):
+        self.events = []
+        self.on_event = on_event
+
+    def __call__(self, event):
+        self.events.append(event)
+        if self.on_event:
+            self.on_event(event)
+
+    def kinds(self):
+        return [e.kind for e in self.events]
+
+
+def test_event_order_and_completion(digits_folder, store):
+    rec = Recorder()
+    result = fit(image_config(digits_folder), store=store, observers=[rec])
+    assert result.status == RunStatus.COMPLETED, result.message
+    kinds = [k for k in rec.kinds() if k != "Notice"]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunEnded"
+    epochs = [e for e in rec.events if e.kind == "EpochEnded"]
+    assert [e.epoch for e in epochs] == [0, 1, 2]
+    # Every epoch's batches come before its EpochEnded, and steps count up by one.
+    steps = [e.step for e in rec.events if e.kind == "BatchEnded"]
+    assert steps == list(range(1, len(steps) + 1))
+    start = rec.events[0]
+    assert len(steps) == 3 * start.steps_per_epoch
+    record = store.get_run(result.run_id)
+    assert record.status == RunStatus.COMPLETED
+    assert set(result.summary()) >= {"run_id", "status", "epochs", "train_seconds", "val_accuracy", "val_macro_f1"}
+    assert store.metrics(result.run_id, scope="epoch").shape[0] == 3
+
+
+def test_frozen_groups_are_bit_identical_after_training(digits_folder, store):
+    from transfer_core.models import build_model
+    cfg = image_config(digits_folder)
+    result = fit(cfg, store=store)
+    assert result.status == RunStatus.COMPLETED, result.message
+    trained = load_file(str(store.run_dir(result.run_id) / WEIGHTS_FILE))
+    torch.manual_seed(cfg.train.seed)
+    fresh = build_model("tiny_cnn", ["digit_0", "digit_1", "digit_2", "digit_3"], pretrained=False, image_size=16)
+    initial = fresh.net.state_dict()
+    head = set(fresh.group("head").param_names)
+    changed_head = False
+    for name, value in initial.items():
+        if name in head:
+            changed_head |= not torch.equal(value, trained[name])
+        else:  # frozen: weights and BatchNorm running statistics untouched
+            assert torch.equal(value, trained[name]), name
+    assert changed_head
+
+
+def test_same_seed_same_metrics(digits_folder, store):
+    a = fit(image_config(digits_folder, freeze__preset="full"), store=store)
+    b = fit(image_config(digits_folder, freeze__preset="full"), store=store)
+    assert a.metrics["val_loss"] == b.metrics["val_loss"]
+    assert a.metrics["val_accuracy"] == b.metrics["val_accuracy"]
+
+
+@pytest.mark.parametrize("stop_at_step", [5, 6])  # mid-epoch, and right at an epoch boundary
+def test_stop_then_resume_matches_uninterrupted(digits_folder, store, stop_at_step):
+    cfg = image_config(digits_folder, freeze__preset="full", optim__scheduler="onecycle", model__head_dropout=0.2)
+    baseline = fit(cfg, store=store)
+
+    control = RunControl()
+    stopper = Recorder(lambda e: e.kind == "BatchEnded" and e.step == stop_at_step and control.request_stop())
+    stopped = fit(cfg.copy(), store=store, control=control, observers=[stopper])
+    assert stopped.status == RunStatus.STOPPED
+    assert store.get_run(stopped.run_id).status == RunStatus.STOPPED
+    assert (store.run_dir(stopped.run_id) / CHECKPOINT_FILE).exists()
+
+    resumed = fit(None, store=store, run_id=stopped.run_id, resume=True)
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert resumed.metrics["val_loss"] == pytest.approx(baseline.metrics["val_loss"], abs=1e-6)
+    assert resumed.metrics["val_accuracy"] == baseline.metrics["val_accuracy"]
+    a = load_file(str(store.run_dir(baseline.run_id) / WEIGHTS_FILE))
+    b = load_file(str(store.run_dir(resumed.run_id) / WEIGHTS_FILE))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_pause_and_resume_in_thread(digits_folder, store):
+    control = RunControl()
+    seen_paused = threading.Event()
+
+    def on_event(e):
+        if e.kind == "BatchEnded" and e.step == 2:
+            control.pause()
+
+            def check_and_resume():
+                for _ in range(50):
+                    runs = [r for r in store.list_runs() if r.status == RunStatus.PAUSED]
+                    if runs:
+                        seen_paused.set()
+                        break
+                    threading.Event().wait(0.05)
+                control.resume()
+            threading.Thread(target=check_and_resume).start()
+
+    result = fit(image_config(digits_folder, train__epochs=1), store=store, control=control, observers=[Recorder(on_event)])
+    assert result.status == RunStatus.COMPLETED
+    assert seen_paused.is_set()
+
+
+def test_exception_inside_epoch_fails_run_and_keeps_checkpoint(digits_folder, store):
+    def explode(e):
+        if e.kind == "BatchEnded" and e.epoch == 1 and e.step_in_epoch == 2:
+            raise RuntimeError("boom in epoch 2")
+
+    cfg = image_config(digits_folder)
+    failed = fit(cfg, store=store, observers=[Recorder(explode)])
+    assert failed.status == RunStatus.FAILED
+    assert "boom in epoch 2" in failed.message
+    record = store.get_run(failed.run_id)
+    assert record.status == RunStatus.FAILED and "boom" in record.message
+    # The epoch-1 checkpoint is intact, so the run resumes and finishes.
+    resumed = fit(None, store=store, run_id=failed.run_id, resume=True)
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert resumed.epochs_done == 3
+
+
+def test_extend_finished_run(digits_folder, store):
+    first = fit(image_config(digits_folder, train__epochs=2), store=store)
+    extended = fit(None, store=store, run_id=first.run_id, resume=True, extra_epochs=2)
+    assert extended.status == RunStatus.COMPLETED, extended.message
+    assert extended.epochs_done == 4
+    assert store.metrics(first.run_id, scope="epoch").shape[0] == 4
+
+
+def test_staged_trains_head_first_then_everything(digits_folder, store):
+    rec = Recorder()
+    cfg = image_config(digits_folder, freeze__preset="staged", freeze__staged_head_epochs=1, train__epochs=2)
+    result = fit(cfg, store=store, observers=[rec])
+    assert result.status == RunStatus.COMPLETED, result.message
+    lrs = {e.epoch: e.lr for e in rec.events if e.kind == "BatchEnded" and e.step_in_epoch == 1}
+    # The second stage restarts its schedule at lr * staged_lr_factor.
+    assert lrs[1] == pytest.approx(cfg.optim.lr * cfg.freeze.staged_lr_factor)
+
+
+def test_early_stopping_restores_best(digits_folder, store):
+    cfg = image_config(digits_folder, train__epochs=6, train__early_stopping_patience=1, optim__lr=5.0,
+                       optim__scheduler="constant", optim__optimizer="sgd")
+    result = fit(cfg, store=store)
+    assert result.status == RunStatus.COMPLETED
+    assert result.epochs_done <= 6
+    assert result.best_epoch >= 0
+
+
+def test_text_model_trains_full(topics_csv, store):
+    result = fit(text_config(topics_csv, optim__lr=0.003, train__epochs=4), store=store)
+    assert result.status == RunStatus.COMPLETED, result.message
+    assert result.metrics["val_accuracy"] > 0.5
+
+
+def test_bad_data_fails_with_message(tmp_path, store):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    result = fit(text_config(empty), store=store)
+    assert result.status == RunStatus.FAILED
+    assert "\n" not in result.message and result.message
+
+
+def test_wrong_modality_fails(digits_folder, store):
+    result = fit(image_config(digits_folder, model__name="tiny_bert"), store=store)
+    assert result.status == RunStatus.FAILED
+    assert "image" in result.message and "text" in result.message

@@ -1,0 +1,242 @@
+"""Predict with this exported model bundle.
+
+Needs only torch + torchvision + Pillow (TorchScript models), onnxruntime +
+torchvision + Pillow (ONNX), or transformers (Hugging Face models).
+
+Command line (run from anywhere):
+    python predict.py photo1.jpg photo2.png        # image models
+    python predict.py "some text" "another text"   # text models
+    python predict.py --top-k 1 --json photo.jpg    # one JSON object per input
+
+Python:
+    import predict                                  # with this folder on sys.path
+    predict.predict(["photo.jpg"])                  # [{label: prob, ...}] highest first
+    predict.predict(["photo.jpg"], top_k=3)         # [[(label, prob), ...]]
+    model = predict.load()                          # reuse one loaded model
+    model.predict_proba(["photo.jpg"])              # numpy array (N, num_classes)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BATCH_SIZE = 32
+_LOADED: dict = {}
+
+
+def _read_json(bundle_dir: Path, name: str):
+    return json.loads((bundle_dir / name).read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------- images
+# The same decoding and eval transform the model was trained with.
+
+def load_image(item):
+    """A path, PIL image or binary file as 8-bit RGB: first frame, EXIF rotation applied,
+    transparency composited on white, 16-bit greys scaled down."""
+    from PIL import Image, ImageOps
+
+    if isinstance(item, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(item))
+    try:
+        im = Image.open(item)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{item} is not a readable image ({type(e).__name__}); give JPEG or PNG files.") from None
+    with im:
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        im.load()
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # a malformed EXIF block should not cost the image
+            pass
+        return _to_rgb(im)
+
+
+def _to_rgb(im):
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_to_uint8(np.asarray(im), mode)).convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _to_uint8(a, mode):
+    a = a.astype(np.float64)
+    if mode.startswith("I;16"):
+        scale = 65535.0
+    elif mode == "F":
+        hi = float(np.nanmax(a)) if a.size else 1.0
+        scale = 1.0 if hi <= 1.0 else (255.0 if hi <= 255.0 else hi)
+    else:
+        hi = float(a.max()) if a.size else 0.0
+        scale = 255.0 if hi <= 255 else (65535.0 if hi <= 65535 else hi)
+    a = np.nan_to_num(a / scale, nan=0.0)
+    return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+
+
+def image_transform(pre: dict):
+    """Resize the shorter side to image_size, center-crop a square, scale to [0, 1], normalize."""
+    import torch
+    from torchvision.transforms import v2 as T
+
+    size = pre["image_size"]
+    return T.Compose([T.Resize(size, antialias=True), T.CenterCrop(size), T.ToImage(),
+                      T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre["mean"]), list(pre["std"]))])
+
+
+# ------------------------------------------------------------- model
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Model:
+    """One loaded bundle. `backend`: "auto" (hf_model/ if present, else TorchScript), "torchscript", "onnx" or "hf"."""
+
+    def __init__(self, bundle_dir=None, backend: str = "auto", device: str = "cpu"):
+        self.dir = Path(bundle_dir or HERE).resolve()
+        self.classes = _read_json(self.dir, "labels.json")
+        self.preprocessing = _read_json(self.dir, "preprocessing.json")
+        self.kind = self.preprocessing["kind"]
+        self.device = device
+        if backend == "auto":
+            backend = "hf" if (self.dir / "hf_model").is_dir() else "torchscript"
+        self.backend = backend
+        self._run = getattr(self, "_load_" + backend)()
+
+    # Each loader returns a function: list of inputs -> logits as a numpy array.
+    def _load_torchscript(self):
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # jit deprecation notice; TorchScript loads fine
+            net = torch.jit.load(str(self.dir / "model.torchscript.pt"), map_location=self.device).eval()
+        transform = image_transform(self.preprocessing)
+
+        def run(items):
+            x = torch.stack([transform(load_image(i)) for i in items]).to(self.device)
+            with torch.inference_mode():
+                return net(x).float().cpu().numpy()
+        return run
+
+    def _load_onnx(self):
+        import onnxruntime as ort
+        import torch
+
+        session = ort.InferenceSession(str(self.dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        transform = image_transform(self.preprocessing)
+
+        def run(items):
+            x = torch.stack([transform(load_image(i)) for i in items]).numpy()
+            return session.run(None, {name: x})[0]
+        return run
+
+    def _load_hf(self):
+        import inspect
+
+        import torch
+        import transformers
+
+        folder = str(self.dir / "hf_model")
+        if self.kind == "text":
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+            net = transformers.AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
+            accepted = set(inspect.signature(net.forward).parameters)
+            max_length = self.preprocessing["max_length"]
+
+            def run(items):
+                batch = tokenizer(list(items), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                # The tokenizer may give inputs this model does not take (e.g. token_type_ids).
+                batch = {k: v.to(self.device) for k, v in batch.items() if k in accepted}
+                with torch.inference_mode():
+                    return net(**batch).logits.float().cpu().numpy()
+            return run
+        net = transformers.AutoModelForImageClassification.from_pretrained(folder).to(self.device).eval()
+        transform = image_transform(self.preprocessing)
+        # Trained at another resolution than the checkpoint's: position embeddings are interpolated.
+        extra = {"interpolate_pos_encoding": True} if self.preprocessing.get("interpolate_pos_encoding") else {}
+
+        def run(items):
+            x = torch.stack([transform(load_image(i)) for i in items]).to(self.device)
+            with torch.inference_mode():
+                return net(pixel_values=x, **extra).logits.float().cpu().numpy()
+        return run
+
+    def predict_proba(self, inputs) -> np.ndarray:
+        """Probabilities (N, num_classes); columns follow `self.classes`."""
+        items = _as_list(inputs)
+        if self.kind == "text" and not all(isinstance(t, str) for t in items):
+            raise TypeError("This is a text model: give it strings.")
+        out = [_softmax(self._run(items[i:i + BATCH_SIZE])) for i in range(0, len(items), BATCH_SIZE)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def predict(self, inputs, top_k: int | None = None):
+        """Without top_k: one {label: prob} dict per input, highest first.
+        With top_k: one list of the top_k (label, prob) pairs per input."""
+        results = []
+        for row in self.predict_proba(inputs):
+            ranked = sorted(zip(self.classes, (float(p) for p in row)), key=lambda lp: -lp[1])
+            results.append(dict(ranked) if top_k is None else ranked[:top_k])
+        return results
+
+
+def _as_list(inputs) -> list:
+    if isinstance(inputs, (str, Path)) or hasattr(inputs, "mode"):  # one path, text or PIL image
+        return [inputs]
+    return list(inputs)
+
+
+def load(bundle_dir=None, backend: str = "auto", device: str = "cpu") -> Model:
+    """Load the bundle (default: the folder holding this file); repeated calls reuse the model."""
+    key = (str(Path(bundle_dir or HERE).resolve()), backend, device)
+    if key not in _LOADED:
+        _LOADED[key] = Model(bundle_dir, backend=backend, device=device)
+    return _LOADED[key]
+
+
+def predict(inputs, bundle_dir=None, top_k: int | None = None, backend: str = "auto"):
+    return load(bundle_dir, backend=backend).predict(inputs, top_k=top_k)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Classify images or texts with this model bundle.")
+    parser.add_argument("inputs", nargs="*", help="image files (image model) or texts (text model); none: read lines from stdin")
+    parser.add_argument("--top-k", type=int, default=3, help="how many labels to show per input")
+    parser.add_argument("--bundle", default=str(HERE), help="bundle folder (default: this file's folder)")
+    parser.add_argument("--backend", default="auto", choices=["auto", "torchscript", "onnx", "hf"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per input")
+    args = parser.parse_args(argv)
+    inputs = args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    model = load(args.bundle, backend=args.backend, device=args.device)
+    try:
+        results = model.predict(inputs, top_k=max(1, args.top_k))
+    except (ValueError, TypeError, OSError) as e:
+        print(f"predict.py: {e}", file=sys.stderr)
+        return 2
+    for item, ranked in zip(inputs, results):
+        if args.json:
+            print(json.dumps({"input": item, "label": ranked[0][0], "top": [[l, round(p, 6)] for l, p in ranked]}))
+        else:
+            shown = item if len(item) <= 60 else item[:57] + "..."
+            print(f"{shown}: " + ", ".join(f"{l} ({p:.3f})" for l, p in ranked))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""`python -m transfer_core ...`: train, evaluate, predict, export, resume, runs, models, report.
+
+User errors exit with status 2 and one line on stderr naming the problem and the fix.
+`train` and `resume` end their stdout with one JSON object describing the run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .config import FREEZE_PRESETS, RunConfig
+from .errors import TransferError
+
+DEFAULT_RUNS_DIR = os.environ.get("TRANSFER_CORE_RUNS", "runs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m transfer_core", description="Transfer learning for image and text classification.")
+    p.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help=f"where runs are stored (default: {DEFAULT_RUNS_DIR}, or $TRANSFER_CORE_RUNS)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune a pretrained model on labelled data")
+    t.add_argument("--data", help="image folder/.zip, image CSV, text CSV/TSV/JSONL, or demo:bbc-news / demo:fashion-mnist")
+    t.add_argument("--val", help="optional validation data in the same format")
+    t.add_argument("--model", help="model name (see `models`); default: the offline model for the data's kind")
+    t.add_argument("--freeze", choices=FREEZE_PRESETS, help="which layer groups train (default: feature_extraction)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--max-length", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--name", help="a name for the run")
+    t.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. --set optim.scheduler=onecycle (repeatable)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue a stopped or interrupted run, or extend a finished one")
+    r.add_argument("--run", required=True)
+    r.add_argument("--epochs", type=int, default=0, help="extra epochs (needed to extend a finished run)")
+    r.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("evaluate", help="score a trained run on labelled data")
+    e.add_argument("--run", required=True)
+    e.add_argument("--data", required=True)
+
+    pr = sub.add_parser("predict", help="classify images (paths) or texts")
+    pr.add_argument("--run", required=True)
+    pr.add_argument("--top-k", type=int, default=3)
+    pr.add_argument("inputs", nargs="+", help="image paths, or texts")
+
+    x = sub.add_parser("export", help="write a verified export bundle")
+    x.add_argument("--run", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--zip", action="store_true", help="also write a .zip of the bundle")
+
+    ls = sub.add_parser("runs", help="list runs")
+    ls.add_argument("--json", action="store_true")
+
+    m = sub.add_parser("models", help="list models")
+    m.add_argument("--modality", choices=("image", "text"))
+    m.add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("report", help="the data report, without training")
+    rep.add_argument("--data", required=True)
+    rep.add_argument("--val")
+    rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    return p
+
+
+def config_from_args(args) -> RunConfig:
+    cfg = RunConfig()
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise TransferError(f"no config file at {path}; give the path of a config.json")
+        cfg = RunConfig.from_json(path.read_text(encoding="utf-8"))
+    direct = {"data.path": args.data, "data.val_path": args.val, "model.name": getattr(args, "model", None),
+              "freeze.preset": getattr(args, "freeze", None), "train.epochs": getattr(args, "epochs", None),
+              "optim.lr": getattr(args, "lr", None), "train.batch_size": getattr(args, "batch_size", None),
+              "model.image_size": getattr(args, "image_size", None), "model.max_length": getattr(args, "max_length", None),
+              "train.seed": getattr(args, "seed", None)}
+    for key, value in direct.items():
+        if value is not None:
+            cfg.set(key, value)
+    for item in args.set:
+        if "=" not in item:
+            raise TransferError(f"--set {item} needs the form key=value, e.g. --set optim.lr=0.001")
+        key, value = item.split("=", 1)
+        cfg.set(key.strip(), value.strip())
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# ---- commands ---------------------------------------------------------------
+def _store(args):
+    from .store import RunStore
+    return RunStore(args.runs_dir)
+
+
+def cmd_train(args) -> int:
+    from .models import default_model
+    from .preparation import guess_modality
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
+    if args.model is None and "model.name" not in " ".join(args.set) and not args.config:
+        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg.check()
+    return _run_fit(args, cfg, run_id=None, resume=False, extra=0, name=args.name)
+
+
+def cmd_resume(args) -> int:
+    store = _store(args)
+    run_id = store.get_run(args.run).id
+    return _run_fit(args, None, run_id=run_id, resume=True, extra=args.epochs, store=store)
+
+
+def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
+    from .control import RunControl
+    from .trainer import fit
+    store = store or _store(args)
+    control = RunControl()
+    # First Ctrl-C stops gracefully (checkpoint written); a second one aborts.
+    previous = signal.signal(signal.SIGINT, lambda *_: (control.request_stop(), signal.signal(signal.SIGINT, previous)))
+    observers = [] if args.quiet else [ProgressBar()]
+    result = fit(cfg, store=store, run_id=run_id, control=control, observers=observers, resume=resume,
+                 extra_epochs=extra, name=name)
+    store.flush()
+    for obs in observers:
+        obs.close()
+    if result.status == "failed":
+        print(f"error: {result.message}" + (f"; {result.advice}" if result.advice else ""), file=sys.stderr)
+        print(json.dumps(result.summary()))
+        return 1
+    print(json.dumps(result.summary()))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .runs import evaluate_run
+    print(json.dumps(evaluate_run(_store(args), args.run, args.data), ensure_ascii=False))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .runs import predict_run
+    for row in predict_run(_store(args), args.run, args.inputs, top_k=args.top_k):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import zip_bundle
+    from .runs import export_run
+    result = export_run(_store(args), args.run, args.out)
+    out = {"path": str(result.path), "formats": result.formats, "parity": result.parity}
+    if args.zip:
+        out["zip"] = str(zip_bundle(result.path))
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    store = _store(args)
+    store.reconcile_interrupted()
+    runs = store.list_runs()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], default=str))
+        return 0
+    print(f"{'id':24} {'status':12} {'model':22} {'val acc':>8} {'epochs':>6}  data")
+    for r in runs:
+        acc = (r.best_metrics or {}).get("val_accuracy")
+        print(f"{r.id:24} {r.status:12} {r.model[:22]:22} {acc if acc is None else f'{acc:.3f}':>8} {r.epochs_done or 0:>6}  {r.dataset}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import list_specs
+    specs = list_specs(args.modality)
+    if args.json:
+        print(json.dumps([{"name": s.name, "modality": s.modality, "source": s.source, "offline": s.offline,
+                           "params": s.num_params, "description": s.description} for s in specs]))
+        return 0
+    for s in specs:
+        where = "offline" if s.offline else "downloads weights"
+        print(f"{s.name:28} {s.modality:6} {where:18} {s.description}")
+    print("Also: any Hugging Face image/text classification hub id, a local Hugging Face folder, or run:<run id>.")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .preparation import prepare_data
+    cfg = config_from_args(argparse.Namespace(config=None, data=args.data, val=args.val, set=args.set))
+    prepared = prepare_data(cfg)
+    print(json.dumps(prepared.report.to_dict(), ensure_ascii=False, default=str))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report}
+
+
+class ProgressBar:
+    """A tqdm bar on stderr fed by fit() events."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+        kind = event.kind
+        if kind == "RunStarted":
+            total = event.epochs * event.steps_per_epoch
+            self.bar = tqdm(total=total, initial=event.start_epoch * event.steps_per_epoch, unit="step",
+                            file=sys.stderr, dynamic_ncols=True, desc=f"run {event.run_id}")
+            tqdm.write(f"{event.num_train} training / {event.num_val} validation samples, {len(event.classes)} classes, "
+                       f"{event.trainable_params:,} of {event.total_params:,} parameters train on {event.device}", file=sys.stderr)
+        elif kind == "BatchEnded" and self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=event.epoch + 1, loss=f"{event.loss:.3f}", sps=f"{event.samples_per_second:.0f}")
+        elif kind == "EpochEnded":
+            tqdm.write(f"epoch {event.epoch + 1}: train loss {event.train_loss:.4f} acc {event.train_accuracy:.3f} | "
+                       f"val loss {event.val_loss:.4f} acc {event.val_accuracy:.3f} macro-F1 {event.val_macro_f1:.3f}", file=sys.stderr)
+        elif kind == "Notice":
+            tqdm.write(f"note: {event.message}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,278 @@
+"""The run config: one typed, JSON-serialisable object that drives the UI forms,
+the CLI, the saved run and the tests.
+
+Each field carries metadata (help text, range, choices, whether it is an
+advanced setting) so forms and validation are generated, not hand-written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import TransferError
+
+FREEZE_PRESETS = ("feature_extraction", "top_k", "full", "staged", "custom")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("constant", "step", "cosine", "onecycle", "linear_warmup")
+METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _field(default, help: str, *, min=None, max=None, choices=None, advanced=False, factory=None):
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "advanced": advanced}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    path: str = _field("", "Training data: an image folder or .zip with one subfolder per class, "
+                           "a CSV of (image path, label), a CSV/TSV/JSONL text file, or demo:bbc-news / demo:fashion-mnist.")
+    val_path: str = _field("", "Optional validation data in the same format. Empty: split off part of the training data.")
+    text_column: str = _field("", "Text column of a text file. Empty: detected from common names (text, sentence, review, content).", advanced=True)
+    label_column: str = _field("", "Label column. Empty: detected from common names (label, class, category, target).", advanced=True)
+    image_column: str = _field("", "Image path column of an image CSV. Empty: detected (image, path, file, filename).", advanced=True)
+    val_fraction: float = _field(0.2, "Share of the data held out for validation when no validation data is given.", min=0.05, max=0.5)
+    test_fraction: float = _field(0.0, "Share of the data held out as a test set, evaluated once at the end.", min=0.0, max=0.5, advanced=True)
+    max_per_class: int = _field(0, "Use at most this many samples per class (0: all). Handy for quick trials.", min=0, max=1_000_000, advanced=True)
+    dedupe: bool = _field(True, "Drop exact duplicate samples (same content) before splitting.", advanced=True)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _field("efficientnet_lite0", "Pretrained model: a registry name, a Hugging Face hub id, a local Hugging Face folder, or run:<run id>.")
+    pretrained: bool = _field(True, "Start from pretrained weights. Off: random initialisation (useful only as a baseline).", advanced=True)
+    image_size: int = _field(224, "Images are resized to this many pixels square.", min=16, max=1024)
+    max_length: int = _field(128, "Texts are cut to this many tokens.", min=8, max=4096)
+    head_dropout: float = _field(0.0, "Dropout before the new classification head.", min=0.0, max=0.9, advanced=True)
+
+
+@dataclass
+class FreezeConfig:
+    preset: str = _field("feature_extraction", "Which layer groups train: feature_extraction (head only), top_k (the top k groups), "
+                                               "full (everything), staged (head first, then everything at a lower rate), custom (the list below).",
+                         choices=FREEZE_PRESETS)
+    top_k: int = _field(2, "With top_k: how many groups, counted from the head, are trained.", min=1, max=1000)
+    staged_head_epochs: int = _field(1, "With staged: epochs that train the head alone before everything is unfrozen.", min=1, max=1000)
+    staged_lr_factor: float = _field(0.5, "With staged: the learning rate is multiplied by this when everything is unfrozen.", min=1e-4, max=1.0, advanced=True)
+    lr_decay: float = _field(1.0, "Discriminative learning rates: each group further from the head gets the rate of the group above times this (1: same rate everywhere).",
+                             min=0.01, max=1.0, advanced=True)
+    train_bn: bool = _field(False, "Let BatchNorm layers in frozen groups update their statistics (off keeps them in eval mode).", advanced=True)
+    trainable_groups: list = _field(None, "With custom: names of the layer groups to train.", advanced=True, factory=list)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = _field("adamw", "Optimizer.", choices=OPTIMIZERS)
+    lr: float = _field(1e-3, "Learning rate of the head (groups below it may get less, see lr_decay).", min=1e-7, max=10.0)
+    weight_decay: float = _field(0.01, "Weight decay (L2 penalty; decoupled for AdamW).", min=0.0, max=1.0, advanced=True)
+    momentum: float = _field(0.9, "Momentum for SGD.", min=0.0, max=0.999, advanced=True)
+    scheduler: str = _field("cosine", "How the learning rate changes over training.", choices=SCHEDULERS)
+    warmup_fraction: float = _field(0.1, "Share of the steps used for linear warmup (linear_warmup and onecycle).", min=0.0, max=0.5, advanced=True)
+    step_size: int = _field(3, "With step: epochs between learning-rate drops.", min=1, max=1000, advanced=True)
+    gamma: float = _field(0.1, "With step: factor applied at each drop.", min=0.001, max=1.0, advanced=True)
+    label_smoothing: float = _field(0.0, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.5, advanced=True)
+    grad_clip: float = _field(0.0, "Clip the gradient norm to this value (0: no clipping).", min=0.0, max=1000.0, advanced=True)
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = _field(False, "Random horizontal flips (images).")
+    rotation: float = _field(0.0, "Random rotation up to this many degrees (images).", min=0.0, max=180.0)
+    random_resized_crop: bool = _field(False, "Random crops of 50-100 % of the image, resized back (images).")
+    color_jitter: float = _field(0.0, "Random brightness, contrast and saturation change of up to this share (images).", min=0.0, max=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.flip or self.rotation > 0 or self.random_resized_crop or self.color_jitter > 0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _field(5, "Passes over the training data.", min=1, max=1000)
+    batch_size: int = _field(32, "Samples per step.", min=1, max=4096)
+    seed: int = _field(0, "Random seed: the same seed on the CPU gives the same metrics.", min=0, max=2**31 - 1)
+    device: str = _field("auto", "Where to train: auto picks cuda, then mps, then cpu.", choices=DEVICES)
+    mixed_precision: bool = _field(True, "Mixed precision (autocast) on CUDA. Ignored on the CPU.", advanced=True)
+    early_stopping_patience: int = _field(0, "Stop after this many epochs without improvement of the metric below (0: off). The best weights are restored.",
+                                          min=0, max=1000, advanced=True)
+    early_stopping_metric: str = _field("val_loss", "Metric watched by early stopping.", choices=METRICS, advanced=True)
+    num_workers: int = _field(0, "Background processes that load data (0: load in the training thread).", min=0, max=64, advanced=True)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        """Build a config from a (possibly partial) dict; unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise ConfigError("the config must be a JSON object with sections " + ", ".join(section_names()))
+        cfg = cls()
+        for section, values in data.items():
+            if section not in section_names():
+                raise ConfigError(f"unknown config section '{section}'; use one of: {', '.join(section_names())}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section '{section}' must be an object of settings")
+            for key, value in values.items():
+                cfg.set(f"{section}.{key}", value)
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"the config file is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or start from the saved config.json of a run")
+
+    def copy(self) -> "RunConfig":
+        return RunConfig.from_dict(self.to_dict())
+
+    # ---- access by dotted name ----------------------------------------
+    def set(self, dotted: str, value: Any) -> None:
+        """Set `section.field` to `value`, coercing strings (from the CLI) to the field's type."""
+        section_obj, f = _resolve(self, dotted)
+        setattr(section_obj, f.name, coerce(f, value, dotted))
+
+    def get(self, dotted: str) -> Any:
+        section_obj, f = _resolve(self, dotted)
+        return getattr(section_obj, f.name)
+
+    # ---- validation ----------------------------------------------------
+    def validate(self) -> list[str]:
+        """Every problem as one sentence naming the field and the fix; empty when valid."""
+        problems = []
+        for dotted, f, value in iter_fields(self):
+            meta = f.metadata
+            if meta.get("choices") and value not in meta["choices"]:
+                problems.append(f"{dotted} is '{value}'; choose one of: {', '.join(meta['choices'])}.")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if meta.get("min") is not None and value < meta["min"]:
+                    problems.append(f"{dotted} is {value}; it must be at least {meta['min']}.")
+                if meta.get("max") is not None and value > meta["max"]:
+                    problems.append(f"{dotted} is {value}; it must be at most {meta['max']}.")
+        if not str(self.data.path).strip():
+            problems.append("data.path is empty; give a data folder, zip, CSV/TSV/JSONL file or a demo set (demo:bbc-news, demo:fashion-mnist).")
+        if not str(self.model.name).strip():
+            problems.append("model.name is empty; pick a model (see `python -m transfer_core models`).")
+        if self.data.val_fraction + self.data.test_fraction >= 0.9:
+            problems.append("data.val_fraction + data.test_fraction leave under 10 % for training; lower them.")
+        if self.freeze.preset == "custom" and not self.freeze.trainable_groups:
+            problems.append("freeze.trainable_groups is empty with the custom preset; name at least one layer group to train, e.g. head.")
+        if self.freeze.preset == "staged" and self.freeze.staged_head_epochs >= self.train.epochs:
+            problems.append(f"freeze.staged_head_epochs ({self.freeze.staged_head_epochs}) must be below train.epochs ({self.train.epochs}) "
+                            "so there is an epoch to train everything; raise the epochs or use feature_extraction.")
+        return problems
+
+    def check(self) -> "RunConfig":
+        """Raise ConfigError listing every problem; return self when valid."""
+        problems = self.validate()
+        if problems:
+            raise ConfigError(" ".join(problems))
+        return self
+
+
+class ConfigError(TransferError, ValueError):
+    """A setting is wrong; the message names the field and the fix."""
+
+
+# ---- helpers shared by the CLI and the UI form builders -----------------
+def section_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def iter_fields(cfg: RunConfig):
+    """Yield (dotted name, dataclass field, current value) for every setting."""
+    for section in dataclasses.fields(cfg):
+        obj = getattr(cfg, section.name)
+        for f in dataclasses.fields(obj):
+            yield f"{section.name}.{f.name}", f, getattr(obj, f.name)
+
+
+def field_type(f: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(type_owner(f))
+    return hints[f.name]
+
+
+def type_owner(f: dataclasses.Field):
+    for section in dataclasses.fields(RunConfig):
+        cls = section.default_factory
+        if any(x is f for x in dataclasses.fields(cls)):
+            return cls
+    raise KeyError(f.name)
+
+
+def _resolve(cfg: RunConfig, dotted: str):
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"'{dotted}' is not a setting; settings look like section.name, e.g. optim.lr")
+    section, name = parts
+    if section not in section_names():
+        raise ConfigError(f"unknown config section '{section}' in '{dotted}'; use one of: {', '.join(section_names())}")
+    obj = getattr(cfg, section)
+    by_name = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in by_name:
+        raise ConfigError(f"unknown setting '{dotted}'; {section} has: {', '.join(by_name)}")
+    return obj, by_name[name]
+
+
+def coerce(f: dataclasses.Field, value: Any, dotted: str) -> Any:
+    """Turn a value (often a CLI string) into the field's type, or raise ConfigError naming the field."""
+    target = field_type(f)
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if target is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if target is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)):
+                return [str(v) for v in value]
+            raise ValueError
+        if target is str:
+            if value is None:
+                return ""
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{dotted} must be {_type_word(target)}, got {value!r}") from None
+    return value
+
+
+def _type_word(t: type) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number",
+            list: "a comma-separated list", str: "text"}.get(t, t.__name__)

@@ -1,0 +1,106 @@
+"""Typed, frozen, JSON-serialisable records of what a run does, and its statuses.
+
+Observers receive these from `fit()`; the run store persists them, so the UI,
+the CLI and a second browser tab all see the same history.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+class RunStatus:
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"          # stopped by the user; resumable
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the process died while it ran; resumable
+
+    ACTIVE = (QUEUED, RUNNING, PAUSED)
+    RESUMABLE = (STOPPED, FAILED, INTERRUPTED)
+    TERMINAL = (STOPPED, COMPLETED, FAILED, INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class Event:
+    run_id: str
+    time: float
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    epochs: int
+    steps_per_epoch: int
+    start_epoch: int            # > 0 when resuming
+    num_train: int
+    num_val: int
+    classes: tuple
+    device: str
+    trainable_params: int
+    total_params: int
+
+
+@dataclass(frozen=True)
+class BatchEnded(Event):
+    epoch: int                  # 0-based
+    step: int                   # global optimizer step, 1-based
+    step_in_epoch: int          # 1-based
+    loss: float
+    lr: float
+    samples_per_second: float
+
+
+@dataclass(frozen=True)
+class EpochEnded(Event):
+    epoch: int                  # 0-based
+    step: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    val_macro_f1: float
+    lr: float
+    seconds: float
+    improved: bool = False
+
+
+@dataclass(frozen=True)
+class Notice(Event):
+    """Something the user should know that is not a failure (a retry, a fallback)."""
+    message: str
+
+
+@dataclass(frozen=True)
+class RunEnded(Event):
+    status: str                 # completed or stopped
+    epochs_done: int
+    best_epoch: int
+    metrics: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    message: str
+    advice: str
+    error_type: str
+
+
+EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, BatchEnded, EpochEnded, Notice, RunEnded, RunFailed)}
+
+
+def event_from_dict(data: dict) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    if "classes" in data:
+        data["classes"] = tuple(data["classes"])
+    return cls(**data)

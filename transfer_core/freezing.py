@@ -1,0 +1,149 @@
+"""Which layer groups train, at what learning rate, and in which mode.
+
+A run is a list of segments (epoch ranges). Each segment has one set of
+trainable groups and one learning-rate factor: feature extraction, top-k and
+full fine-tuning are one segment; "staged" is two (head alone, then
+everything at a lower rate, as fastai's fine_tune); extending a finished run
+appends one more. The trainer builds a fresh optimizer and schedule per segment.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from .config import ConfigError, FreezeConfig
+from .models.base import BuiltModel
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_epoch: int
+    end_epoch: int            # exclusive
+    trainable: tuple[str, ...]
+    lr_factor: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Segment":
+        return cls(int(d["start_epoch"]), int(d["end_epoch"]), tuple(d["trainable"]), float(d["lr_factor"]))
+
+
+def trainable_names(group_names: list[str], cfg: FreezeConfig, *, stage: int = 0) -> tuple[str, ...]:
+    """Names of the groups that train under `cfg`; stage 1 is the second half of a staged run."""
+    preset = cfg.preset
+    if preset == "feature_extraction" or (preset == "staged" and stage == 0):
+        return (group_names[-1],)
+    if preset == "top_k":
+        return tuple(group_names[-min(cfg.top_k, len(group_names)):])
+    if preset in ("full", "staged"):
+        return tuple(group_names)
+    if preset == "custom":
+        unknown = [n for n in cfg.trainable_groups if n not in group_names]
+        if unknown:
+            raise ConfigError(f"freeze.trainable_groups names unknown layer groups {unknown}; this model has: {', '.join(group_names)}")
+        return tuple(n for n in group_names if n in cfg.trainable_groups)
+    raise ConfigError(f"freeze.preset '{preset}' is unknown")
+
+
+def plan_segments(group_names: list[str], cfg: FreezeConfig, epochs: int) -> list[Segment]:
+    if cfg.preset == "staged":
+        head_epochs = min(cfg.staged_head_epochs, epochs - 1)
+        return [Segment(0, head_epochs, trainable_names(group_names, cfg, stage=0)),
+                Segment(head_epochs, epochs, trainable_names(group_names, cfg, stage=1), cfg.staged_lr_factor)]
+    return [Segment(0, epochs, trainable_names(group_names, cfg))]
+
+
+def segment_for_epoch(segments: list[Segment], epoch: int) -> int:
+    for i, seg in enumerate(segments):
+        if seg.start_epoch <= epoch < seg.end_epoch:
+            return i
+    return len(segments) - 1
+
+
+def apply_trainable(built: BuiltModel, trainable: tuple[str, ...], *, train_bn: bool = False) -> None:
+    """Set requires_grad per group; with train_bn, BatchNorm in frozen groups trains too (Lightning's train_bn)."""
+    params = dict(built.net.named_parameters())
+    for group in built.groups:
+        on = group.name in trainable
+        for name in group.param_names:
+            params[name].requires_grad_(on)
+    if train_bn:
+        for module in _frozen_norm_modules(built, trainable):
+            for p in module.parameters(recurse=False):
+                p.requires_grad_(True)
+
+
+def set_train_mode(built: BuiltModel, trainable: tuple[str, ...], *, train_bn: bool = False) -> None:
+    """Train mode for trainable groups; frozen groups stay in eval mode (fixed features: no dropout
+    noise, no BatchNorm statistic drift), except their BatchNorm layers when train_bn is on."""
+    built.net.train()
+    modules = dict(built.net.named_modules())
+    for group in built.groups:
+        if group.name in trainable:
+            continue
+        for name in group.module_names:
+            module = modules[name]
+            module.eval()
+            if train_bn:
+                for sub in module.modules():
+                    if isinstance(sub, _NORM_TYPES):
+                        sub.train()
+
+
+def _frozen_norm_modules(built: BuiltModel, trainable: tuple[str, ...]):
+    modules = dict(built.net.named_modules())
+    for group in built.groups:
+        if group.name in trainable:
+            continue
+        for name in group.module_names:
+            for sub in modules[name].modules():
+                if isinstance(sub, _NORM_TYPES):
+                    yield sub
+
+
+def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr: float, lr_decay: float,
+                           weight_decay: float) -> list[dict]:
+    """One optimizer group per trainable layer group (two when some parameters skip weight decay).
+
+    Discriminative rates: the head gets `lr`, each group below it `lr_decay` times the one above.
+    Biases and normalisation weights (1-d tensors) get no weight decay, as is standard.
+    Only parameters that require grad are included, so the optimizer holds no frozen state.
+    """
+    params = dict(built.net.named_parameters())
+    n = len(built.groups)
+    groups = []
+    for depth, group in enumerate(built.groups):
+        if group.name not in trainable:
+            continue
+        group_lr = lr * (lr_decay ** (n - 1 - depth))
+        decay, no_decay = [], []
+        for name in group.param_names:
+            p = params[name]
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        if decay:
+            groups.append({"params": decay, "lr": group_lr, "weight_decay": weight_decay, "name": group.name})
+        if no_decay:
+            groups.append({"params": no_decay, "lr": group_lr, "weight_decay": 0.0, "name": group.name + ".no_decay"})
+    # BatchNorm parameters of frozen groups that train because of train_bn.
+    seen = {id(p) for g in groups for p in g["params"]}
+    extra = [p for p in built.net.parameters() if p.requires_grad and id(p) not in seen]
+    if extra:
+        groups.append({"params": extra, "lr": lr * (lr_decay ** (n - 1)), "weight_decay": 0.0, "name": "frozen_bn"})
+    return groups
+
+
+def parameter_summary(built: BuiltModel, trainable: tuple[str, ...]) -> list[dict]:
+    """Per group: name, parameter count, whether it trains; input first, head last."""
+    return [{"group": g.name, "params": g.num_params, "trainable": g.name in trainable} for g in built.groups]
+
+
+def count_trainable(built: BuiltModel) -> tuple[int, int]:
+    total = sum(p.numel() for p in built.net.parameters())
+    trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
+    return trainable, total

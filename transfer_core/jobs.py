@@ -1,0 +1,169 @@
+"""Background training: one worker thread per device runs fit() for one job at a time; the rest queue.
+
+Any caller (a Streamlit session, a second browser tab, a test) can start, stop,
+pause, resume and observe a run by id. Observation goes through the run store,
+so what a caller sees does not depend on which thread or tab started the run.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from .config import RunConfig
+from .control import RunControl
+from .devices import pick_device
+from .errors import RunError
+from .events import RunStatus
+from .store import RunStore
+from .trainer import FitResult, Observer, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    run_id: str
+    config: RunConfig | None
+    resume: bool = False
+    extra_epochs: int = 0
+    control: RunControl = field(default_factory=RunControl)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: FitResult | None = None
+
+
+class JobManager:
+    def __init__(self, store: RunStore, observers: list[Observer] | None = None):
+        self.store = store
+        self.observers = list(observers or [])
+        self._lock = threading.Lock()
+        self._queues: dict[str, deque[Job]] = {}
+        self._running: dict[str, Job] = {}   # device -> job
+        self._jobs: dict[str, Job] = {}      # run id -> job (latest)
+        self._wake: dict[str, threading.Condition] = {}
+        self._closed = False
+        # Runs left "running" by a process that died are shown as interrupted and can be resumed.
+        store.reconcile_interrupted()
+
+    # ---- starting -------------------------------------------------------
+    def submit(self, config: RunConfig, name: str | None = None) -> str:
+        """Validate, create the run (queued) and schedule it. Raises ConfigError before anything is written."""
+        config.check()
+        run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
+                                       dataset=config.data.path)
+        self._enqueue(Job(run_id, config), config.train.device)
+        return run_id
+
+    def resume(self, run_id: str, extra_epochs: int = 0) -> str:
+        """Unpause a paused job, or continue a stopped/failed/interrupted/finished run from its checkpoint."""
+        run_id = self.store.get_run(run_id).id
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is not None and not job.done.is_set():
+                if job.control.paused:
+                    job.control.resume()
+                    return run_id
+                raise RunError(f"run {run_id} is already {self.store.get_run(run_id).status}; wait for it or stop it first")
+        record = self.store.get_run(run_id)
+        if record.status == RunStatus.COMPLETED and extra_epochs <= 0:
+            raise RunError(f"run {run_id} already finished; extend it by giving a number of extra epochs")
+        config = RunConfig.from_dict(record.config)
+        self.store.set_status(run_id, RunStatus.QUEUED)
+        self._enqueue(Job(run_id, None, resume=True, extra_epochs=extra_epochs), config.train.device)
+        return run_id
+
+    # ---- control --------------------------------------------------------
+    def stop(self, run_id: str) -> None:
+        with self._lock:
+            job = self._job(run_id)
+            for queue in self._queues.values():
+                if job in queue:  # never started: nothing to checkpoint
+                    queue.remove(job)
+                    job.done.set()
+                    self.store.set_status(run_id, RunStatus.STOPPED, message="stopped before it started")
+                    return
+        job.control.request_stop()
+
+    def pause(self, run_id: str) -> None:
+        self._job(run_id).control.pause()
+
+    def is_active(self, run_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(run_id)
+            return job is not None and not job.done.is_set()
+
+    def active_runs(self) -> list[str]:
+        with self._lock:
+            return [rid for rid, job in self._jobs.items() if not job.done.is_set()]
+
+    def queue_position(self, run_id: str) -> int | None:
+        """0 while running, 1.. while queued, None otherwise."""
+        with self._lock:
+            for device, job in self._running.items():
+                if job.run_id == run_id:
+                    return 0
+            for queue in self._queues.values():
+                for i, job in enumerate(queue):
+                    if job.run_id == run_id:
+                        return i + 1
+        return None
+
+    def wait(self, run_id: str, timeout: float | None = None) -> FitResult | None:
+        job = self._job(run_id)
+        job.done.wait(timeout)
+        return job.result
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every job (each writes a checkpoint) and wait for the workers."""
+        with self._lock:
+            self._closed = True
+            jobs = [j for j in self._jobs.values() if not j.done.is_set()]
+            for cond in self._wake.values():
+                with cond:
+                    cond.notify_all()
+        for job in jobs:
+            self.stop(job.run_id)
+        for job in jobs:
+            job.done.wait(timeout)
+
+    # ---- workers --------------------------------------------------------
+    def _job(self, run_id: str) -> Job:
+        job = self._jobs.get(run_id)
+        if job is None:
+            raise RunError(f"run {run_id} is not running in this app; resume it first")
+        return job
+
+    def _enqueue(self, job: Job, device_name: str) -> None:
+        device = str(pick_device(device_name))
+        with self._lock:
+            if self._closed:
+                raise RunError("the job manager is shutting down; start the run again after restarting")
+            self._jobs[job.run_id] = job
+            if device not in self._queues:
+                self._queues[device] = deque()
+                self._wake[device] = threading.Condition(self._lock)
+                threading.Thread(target=self._worker, args=(device,), name=f"train-{device}", daemon=True).start()
+            self._queues[device].append(job)
+            self._wake[device].notify()
+
+    def _worker(self, device: str) -> None:
+        while True:
+            with self._lock:
+                queue, wake = self._queues[device], self._wake[device]
+                while not queue and not self._closed:
+                    wake.wait()
+                if self._closed and not queue:
+                    return
+                job = queue.popleft()
+                self._running[device] = job
+            try:
+                job.result = fit(job.config, store=self.store, run_id=job.run_id, control=job.control,
+                                 observers=self.observers, resume=job.resume, extra_epochs=job.extra_epochs)
+            except Exception as exc:  # fit() reports its own failures; this guards the worker itself
+                log.exception("job %s could not run", job.run_id)
+                self.store.set_status(job.run_id, RunStatus.FAILED, message=str(exc))
+            finally:
+                with self._lock:
+                    self._running.pop(device, None)
+                job.done.set()

@@ -1,0 +1,77 @@
+"""Classification heads and the wrapper that gives plain PyTorch image models the `net(**batch)` contract."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class HeadLinear(nn.Linear):
+    """A Linear layer with its own input dropout.
+
+    Its state dict keys are those of nn.Linear (weight, bias) whatever the
+    dropout, so a run saved with one head_dropout loads into a net built with
+    another, and no family needs a Sequential that renames its head.
+    """
+
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.dropout = float(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.dropout(x, self.dropout, self.training))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, dropout={self.dropout}"
+
+
+class PixelClassifier(nn.Module):
+    """forward(pixel_values) -> logits, around any image model taking a tensor."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values)
+
+
+def new_head(old: nn.Linear, num_classes: int, dropout: float) -> HeadLinear:
+    """A freshly initialised head with the input width of `old` (same dtype and device)."""
+    head = HeadLinear(old.in_features, num_classes, dropout)
+    return head.to(device=old.weight.device, dtype=old.weight.dtype)
+
+
+def swap_module(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, attr = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    if isinstance(parent, nn.Sequential) and attr.isdigit():
+        parent[int(attr)] = module
+    else:
+        setattr(parent, attr, module)
+
+
+def replace_linear(root: nn.Module, path: str, num_classes: int, dropout: float) -> None:
+    old = root.get_submodule(path)
+    if not isinstance(old, nn.Linear):
+        raise TypeError(f"{path} is {type(old).__name__}, not a Linear head")
+    swap_module(root, path, new_head(old, num_classes, dropout))
+
+
+def silence_dropout(root: nn.Module, paths: list[str]) -> None:
+    """Zero a family's own pre-head dropout: HeadLinear applies head_dropout once, as configured."""
+    for path in paths:
+        module = root.get_submodule(path)
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def replace_head_torch(built, classes: list[str], head_dropout: float = 0.0):
+    """New head for a plain PyTorch family: the spec names the head's path and how to group."""
+    replace_linear(built.net, built.spec.extra["head_path"], len(classes), head_dropout)
+    return dataclasses.replace(built, classes=list(classes), groups=built.spec.extra["groups"](built.net))

@@ -1,0 +1,350 @@
+"""Hugging Face models: hub ids, local save_pretrained folders, and the shared wrapping/grouping.
+
+Remote code is never run (trust_remote_code=False everywhere). When the hub
+cannot be reached, loads fall back to the local cache at once instead of
+retrying for half a minute, and fail with a message naming the offline models.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from torch import nn
+
+from ..errors import ModelError
+from .base import BuiltModel, ImagePreprocess, ModelSpec, TextPreprocess
+from .grouping import generic_groups
+from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, swap_module
+from .network import reachable
+
+OFFLINE_HINT = "use an offline model: efficientnet_lite0 (images) or minilm_l6 (texts)"
+
+# Well-known hub models shown in the catalogue (modality known without a download).
+KNOWN = {
+    "bert-base-uncased": ("text", 110_000_000, "BERT base, uncased English (12 layers); downloads from the Hugging Face hub."),
+    "distilbert-base-uncased": ("text", 66_000_000, "DistilBERT base, uncased English (6 layers, fast); downloads from the Hugging Face hub."),
+    "roberta-base": ("text", 125_000_000, "RoBERTa base, English (12 layers); downloads from the Hugging Face hub."),
+    "google/vit-base-patch16-224": ("image", 86_000_000, "ViT-B/16 on ImageNet-21k+1k at 224 px; downloads from the Hugging Face hub."),
+}
+
+# Config keys through which families expose the dropout before their classifier.
+_DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
+
+
+# ---- loading helpers -------------------------------------------------------
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Hide load reports and progress bars: the app reports what matters itself."""
+    from transformers.utils import logging as hf_logging
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+        hub_logger.setLevel(hub_level)
+
+
+def hub_reachable() -> bool:
+    """False when HF_HUB_OFFLINE is set or the hub does not answer one quick connect."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    from huggingface_hub import constants
+    return reachable(urlparse(constants.ENDPOINT).hostname or "huggingface.co")
+
+
+def is_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().is_dir()
+
+
+def _explain(name: str, exc: Exception) -> ModelError:
+    text = str(exc)
+    if "trust_remote_code" in text or "custom code" in text:
+        return ModelError(f"{name} needs custom Python code shipped with the model (trust_remote_code), which this app "
+                          "never runs; pick a model that transformers supports itself")
+    chain, e = [], exc
+    while e is not None:
+        chain.append(type(e).__name__)
+        e = e.__cause__ or e.__context__
+    if "RepositoryNotFoundError" in chain or "is not a valid model identifier" in text:
+        return ModelError(f"{name} is neither a Hugging Face hub model nor a local folder; check the name, "
+                          "or list models with `python -m transfer_core models`")
+    if is_local(name):
+        return ModelError(f"could not load the Hugging Face folder {name} ({type(exc).__name__}: {text.splitlines()[0] if text else ''}); "
+                          "point model.name at a folder written by save_pretrained")
+    return ModelError(f"could not download {name} from the Hugging Face hub (no network?); {OFFLINE_HINT}")
+
+
+def _source_kwargs(source: str) -> dict:
+    if is_local(source):
+        folder = Path(source).expanduser()
+        return {"use_safetensors": True} if any(folder.glob("*.safetensors")) else {}
+    return {} if hub_reachable() else {"local_files_only": True}
+
+
+def load_config(source: str):
+    from transformers import AutoConfig
+    try:
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(source, trust_remote_code=False,
+                                              local_files_only=not is_local(source) and not hub_reachable())
+    except (OSError, ValueError, KeyError) as exc:
+        raise _explain(source, exc) from exc
+
+
+def modality_of(config, folder: Path | None = None) -> str:
+    """'image' or 'text', from the model type's auto mappings (and the folder's files when both fit)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES as IMAGE,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as TEXT,
+    )
+    mtype = getattr(config, "model_type", "")
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    is_image, is_text = mtype in IMAGE, mtype in TEXT
+    if is_image and is_text:
+        if folder is not None:
+            is_image = (folder / "preprocessor_config.json").exists()
+        else:
+            is_image = "ImageClassification" in archs
+        is_text = not is_image
+    if is_image:
+        return "image"
+    if is_text:
+        return "text"
+    if getattr(config, "auto_map", None):
+        raise ModelError(f"model type '{mtype}' needs custom Python code shipped with the model (trust_remote_code), "
+                         "which this app never runs; pick a model that transformers supports itself")
+    raise ModelError(f"model type '{mtype}' cannot classify images or texts with transformers; "
+                     "pick a *ForImageClassification or *ForSequenceClassification model")
+
+
+# ---- wrapping --------------------------------------------------------------
+
+class HFClassifier(nn.Module):
+    """Gives a transformers classifier the `net(**batch) -> logits` contract.
+
+    Inputs the wrapped model does not take (e.g. token_type_ids for DistilBERT)
+    are dropped, so one tokenizer's batches fit any text model.
+    """
+
+    def __init__(self, model: nn.Module, interpolate_pos_encoding: bool = False):
+        super().__init__()
+        self.model = model
+        accepted = set(inspect.signature(model.forward).parameters)
+        self.accepted = sorted(accepted & {"input_ids", "attention_mask", "token_type_ids", "pixel_values"})
+        self.interpolate_pos_encoding = interpolate_pos_encoding
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
+        given = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids, "pixel_values": pixel_values}
+        kwargs = {k: given[k] for k in self.accepted if given[k] is not None}
+        if self.interpolate_pos_encoding:
+            kwargs["interpolate_pos_encoding"] = True
+        return self.model(**kwargs, return_dict=True).logits
+
+
+def _base_prefix(model: nn.Module) -> str:
+    prefix = getattr(model, "base_model_prefix", "")
+    return prefix if prefix and isinstance(getattr(model, prefix, None), nn.Module) else ""
+
+
+def _outside_base(model: nn.Module):
+    """(name, module) pairs of the classification block: everything outside the base model."""
+    base = _base_prefix(model)
+    for name, module in model.named_modules():
+        if name and not (base and (name == base or name.startswith(base + "."))):
+            yield name, module
+
+
+def _final_linears(model: nn.Module, num_labels: int) -> list[str]:
+    found = [n for n, m in _outside_base(model) if isinstance(m, nn.Linear) and m.out_features == num_labels]
+    if not found:
+        raise ModelError(f"{type(model).__name__} has no linear classification layer this app can replace; "
+                         "pick a standard *ForSequenceClassification or *ForImageClassification model")
+    return found
+
+
+def reset_head(model: nn.Module, classes: list[str], head_dropout: float) -> None:
+    """Fresh final classifier layer(s) for `classes`; the rest of the classification block is kept."""
+    old_k = model.config.num_labels
+    std = getattr(model.config, "initializer_range", 0.02)
+    own_dropouts = [m for _, m in _outside_base(model) if isinstance(m, nn.Dropout)]
+    for path in _final_linears(model, old_k):
+        old = model.get_submodule(path)
+        new = HeadLinear(old.in_features, len(classes), 0.0 if own_dropouts else head_dropout)
+        nn.init.normal_(new.weight, std=std)
+        nn.init.zeros_(new.bias)
+        swap_module(model, path, new.to(device=old.weight.device, dtype=old.weight.dtype))
+    set_labels(model, classes)
+    set_head_dropout(model, head_dropout)
+
+
+def set_labels(model: nn.Module, classes: list[str]) -> None:
+    model.config.num_labels = len(classes)
+    model.config.id2label = {i: c for i, c in enumerate(classes)}
+    model.config.label2id = {c: i for i, c in enumerate(classes)}
+    if hasattr(model, "num_labels"):
+        model.num_labels = len(classes)
+
+
+def set_head_dropout(model: nn.Module, p: float) -> None:
+    """Dropout before the classifier: the family's own dropout when it has one, else the HeadLinear's."""
+    for key in _DROPOUT_KEYS:
+        if hasattr(model.config, key):
+            setattr(model.config, key, p)
+    own = [m for _, m in _outside_base(model) if isinstance(m, nn.Dropout)]
+    for m in own:
+        m.p = p
+    if not own:
+        for path in _final_linears(model, model.config.num_labels):
+            head = model.get_submodule(path)
+            if isinstance(head, HeadLinear):
+                head.dropout = p
+            else:
+                new = HeadLinear(head.in_features, head.out_features, p)
+                new.load_state_dict(head.state_dict())
+                swap_module(model, path, new.to(device=head.weight.device, dtype=head.weight.dtype))
+
+
+def hf_groups(net: HFClassifier):
+    """embeddings, block chunks, neck, head; a BERT pooler joins the head.
+
+    The pooler sits on the [CLS] token only and was not trained by sentence
+    objectives (MiniLM): kept frozen it lowers feature-extraction accuracy, so it
+    trains with the classifier, as RoBERTa's dense+out_proj head does.
+    """
+    model = net.model
+    base = _base_prefix(model)
+    head = [f"model.{n}" for n, _ in model.named_children() if n != base]
+    if base:
+        pooler = getattr(getattr(model, base), "pooler", None)
+        if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+            head.append(f"model.{base}.pooler")
+        return generic_groups(net, f"model.{base}", head)
+    last = _final_linears(model, model.config.num_labels)
+    return generic_groups(net, "model", [f"model.{p}" for p in last])
+
+
+def text_preprocess(tokenizer, config, max_length: int, name: str) -> TextPreprocess:
+    limit = getattr(config, "max_position_embeddings", None)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and tok_limit < 1_000_000:
+        limit = min(limit, tok_limit) if limit else tok_limit
+    if limit and max_length > limit:
+        raise ModelError(f"model.max_length {max_length} is more than {name} accepts ({limit}); set model.max_length to {limit} or less")
+    return TextPreprocess(tokenizer=tokenizer, max_length=max_length)
+
+
+def image_preprocess(source: str | None, image_size: int) -> ImagePreprocess:
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if source is not None:
+        try:
+            from transformers import AutoImageProcessor
+            with quiet_transformers():
+                proc = AutoImageProcessor.from_pretrained(source, trust_remote_code=False,
+                                                          local_files_only=not is_local(source) and not hub_reachable())
+            if getattr(proc, "do_normalize", True) and getattr(proc, "image_mean", None) is not None:
+                mean, std = tuple(proc.image_mean), tuple(proc.image_std)
+            elif not getattr(proc, "do_normalize", True):
+                mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass    # no processor saved (or offline): ImageNet statistics suit most vision checkpoints
+    return ImagePreprocess(image_size=image_size, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+
+
+def native_image_size(config) -> int:
+    size = getattr(config, "image_size", None)
+    if isinstance(size, (list, tuple)):
+        size = size[0]
+    return int(size) if isinstance(size, int) and size > 0 else 224
+
+
+def wrap(spec: ModelSpec, model: nn.Module, classes: list[str], preprocess, image_size: int | None = None) -> BuiltModel:
+    """BuiltModel around a transformers classifier, with groups and the export format set."""
+    interpolate = False
+    if spec.modality == "image" and image_size is not None and image_size != native_image_size(model.config):
+        interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+    net = HFClassifier(model, interpolate_pos_encoding=interpolate)
+    return BuiltModel(spec=spec, net=net, groups=hf_groups(net), classes=list(classes), preprocess=preprocess,
+                      export_format="hf", hf_model=model)
+
+
+# ---- specs and builder -----------------------------------------------------
+
+def hf_spec(name: str) -> ModelSpec:
+    """Spec of a hub id or a local folder; reads only the config (no weights)."""
+    if name in KNOWN:
+        modality, n, desc = KNOWN[name]
+        return ModelSpec(name=name, modality=modality, source="huggingface", description=desc, offline=False,
+                         num_params=n, builder=build_hf, extra={"path": name, "replace_head": replace_head_hf})
+    local = is_local(name)
+    if local:
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ModelError(f"folder {name} does not exist; give a folder written by save_pretrained, or a registry name")
+        if not (folder / "config.json").exists():
+            raise ModelError(f"folder {name} has no config.json; give a folder written by save_pretrained (Hugging Face format)")
+    config = load_config(name)
+    modality = modality_of(config, Path(name).expanduser() if local else None)
+    kind = "a local Hugging Face folder" if local else "a Hugging Face hub model"
+    return ModelSpec(name=name, modality=modality, source="local" if local else "huggingface",
+                     description=f"{getattr(config, 'model_type', 'model')} from {kind}.", offline=local,
+                     default_image_size=native_image_size(config), builder=build_hf,
+                     extra={"path": str(Path(name).expanduser()) if local else name, "replace_head": replace_head_hf})
+
+
+def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+             image_size: int, max_length: int) -> BuiltModel:
+    from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
+    source = spec.extra["path"]
+    config = load_config(source)
+    saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
+    # num_labels first: its setter rewrites id2label, which is then given its real names.
+    config.num_labels = len(classes)
+    config.id2label = {i: c for i, c in enumerate(classes)}
+    config.label2id = {c: i for i, c in enumerate(classes)}
+    for key in _DROPOUT_KEYS:
+        if hasattr(config, key):
+            setattr(config, key, head_dropout)
+    auto = AutoModelForImageClassification if spec.modality == "image" else AutoModelForSequenceClassification
+    try:
+        with quiet_transformers():
+            if pretrained:
+                model = auto.from_pretrained(source, config=config, ignore_mismatched_sizes=True,
+                                             trust_remote_code=False, **_source_kwargs(source))
+            else:
+                model = auto.from_config(config, trust_remote_code=False)
+            if spec.modality == "text":
+                tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False,
+                                                          **{k: v for k, v in _source_kwargs(source).items() if k != "use_safetensors"})
+    except (OSError, ValueError, KeyError) as exc:
+        raise _explain(spec.name, exc) from exc
+    if not pretrained or saved_labels != list(classes):
+        # A checkpoint head for other labels (same count) would load silently; start it afresh.
+        reset_head(model, classes, head_dropout)
+    set_head_dropout(model, head_dropout)
+    model.train()
+    if spec.modality == "text":
+        pre = text_preprocess(tokenizer, model.config, max_length, spec.name)
+    else:
+        pre = image_preprocess(source, image_size)
+    return wrap(spec, model, classes, pre, image_size if spec.modality == "image" else None)
+
+
+def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float = 0.0) -> BuiltModel:
+    model = built.hf_model
+    reset_head(model, classes, head_dropout)
+    size = built.preprocess.image_size if isinstance(built.preprocess, ImagePreprocess) else None
+    return wrap(built.spec, model, classes, built.preprocess, size)
+

@@ -1,0 +1,66 @@
+"""Tiny random-initialised models for tests and smoke runs: seconds to build and train, no downloads."""
+from __future__ import annotations
+
+from torch import nn
+
+from .base import BuiltModel, ImagePreprocess, ModelSpec
+from .grouping import groups_from_prefixes
+from .heads import HeadLinear, replace_head_torch
+from .huggingface import quiet_transformers, replace_head_hf, text_preprocess, wrap
+from .offline import minilm_dir
+
+
+def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class TinyCNN(nn.Module):
+    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) -> logits."""
+
+    def __init__(self, num_classes: int, dropout: float = 0.0):
+        super().__init__()
+        self.block1 = _conv(3, 8, 2)
+        self.block2 = _conv(8, 16, 2)
+        self.block3 = _conv(16, 32, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = HeadLinear(32, num_classes, dropout)
+
+    def forward(self, pixel_values):
+        x = self.block3(self.block2(self.block1(pixel_values)))
+        return self.head(self.pool(x).flatten(1))
+
+
+def tiny_cnn_groups(net: nn.Module):
+    return groups_from_prefixes(net, [("block1", ["block1"]), ("block2", ["block2"]), ("block3", ["block3"]), ("head", ["head"])])
+
+
+def build_tiny_cnn(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+                   image_size: int, max_length: int) -> BuiltModel:
+    net = TinyCNN(len(classes), head_dropout)
+    return BuiltModel(spec=spec, net=net, groups=tiny_cnn_groups(net), classes=list(classes),
+                      preprocess=ImagePreprocess(image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), export_format="torch")
+
+
+def build_tiny_bert(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+                    image_size: int, max_length: int) -> BuiltModel:
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, classifier_dropout=head_dropout,
+                        id2label=dict(enumerate(classes)),
+                        label2id={c: i for i, c in enumerate(classes)})
+    model = BertForSequenceClassification(config)
+    return wrap(spec, model, classes, text_preprocess(tokenizer, config, max_length, spec.name))
+
+
+def specs() -> list[ModelSpec]:
+    note = "Random weights, for tests and smoke runs only (it learns little)."
+    return [
+        ModelSpec(name="tiny_cnn", modality="image", source="test", offline=True, num_params=6_200,
+                  default_image_size=32, description=f"Tiny 3-layer CNN. {note}", builder=build_tiny_cnn,
+                  extra={"head_path": "head", "groups": tiny_cnn_groups, "replace_head": replace_head_torch}),
+        ModelSpec(name="tiny_bert", modality="text", source="test", offline=True, num_params=1_000_000,
+                  description=f"Tiny 2-layer BERT with the MiniLM tokenizer. {note}", builder=build_tiny_bert,
+                  extra={"replace_head": replace_head_hf}),
+    ]

@@ -1,0 +1,111 @@
+"""From a run config to training-ready splits and an honest data report.
+
+The same steps run before training (trainer), in the app's data page and in
+`python -m transfer_core report`, so what the user reads is what training uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import RunConfig
+from .data import build_report, dedupe, drop_ids, limit_per_class, load_dataset, make_splits
+from .data.report import DataReport
+from .data.types import Dataset, Splits
+from .errors import DataError
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt", ".json")
+
+
+@dataclass
+class PreparedData:
+    dataset: Dataset          # after dropping unreadable items, duplicates and per-class limits
+    splits: Splits
+    report: DataReport
+    first_look: DataReport    # the report on the data as loaded (unreadable files, duplicates)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.splits.train.classes
+
+    @property
+    def modality(self) -> str:
+        return self.dataset.modality
+
+    @property
+    def fingerprint(self) -> str:
+        parts = [self.splits.train.fingerprint(), self.splits.val.fingerprint()]
+        if self.splits.test is not None:
+            parts.append(self.splits.test.fingerprint())
+        return "-".join(parts)
+
+    def refresh_report(self, tokenizer=None, max_length: int | None = None) -> DataReport:
+        """Recompute the report once the model's tokenizer is known (token counts, truncation)."""
+        self.report = _final_report(self.first_look, self.dataset, self.splits, tokenizer, max_length)
+        return self.report
+
+
+def load_configured(path: str, cfg: RunConfig) -> Dataset:
+    d = cfg.data
+    return load_dataset(path, text_column=d.text_column, label_column=d.label_column, image_column=d.image_column)
+
+
+def prepare_data(cfg: RunConfig, *, tokenizer=None) -> PreparedData:
+    """Load, clean, split and report. Raises DataError naming the first blocking problem."""
+    d = cfg.data
+    dataset = load_configured(d.path, cfg)
+    val_dataset = load_configured(d.val_path, cfg) if d.val_path.strip() else None
+    notices = list(dataset.warnings)
+
+    first_look = build_report(dataset, None, tokenizer=tokenizer, max_length=cfg.model.max_length)
+    if not first_look.ok:
+        raise _blocking(first_look)
+    if first_look.unreadable_ids:
+        dataset = drop_ids(dataset, first_look.unreadable_ids, reason="unreadable")
+        notices.append(f"{len(first_look.unreadable_ids)} unreadable files were skipped (see the data report)")
+    if val_dataset is not None:
+        val_report = build_report(val_dataset, None)
+        if val_report.unreadable_ids:
+            val_dataset = drop_ids(val_dataset, val_report.unreadable_ids, reason="unreadable")
+    if d.dedupe:
+        dataset, removed = dedupe(dataset)
+        if removed:
+            notices.append(f"{removed} exact duplicates were removed before splitting")
+    if d.max_per_class:
+        dataset = limit_per_class(dataset, d.max_per_class, seed=cfg.train.seed)
+
+    splits = make_splits(dataset, val_dataset, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                         seed=cfg.train.seed)
+    report = _final_report(first_look, dataset, splits, tokenizer, cfg.model.max_length)
+    if not report.ok:
+        raise _blocking(report)
+    return PreparedData(dataset, splits, report, first_look, notices)
+
+
+def _final_report(first_look: DataReport, dataset: Dataset, splits: Splits, tokenizer, max_length) -> DataReport:
+    """The report on the cleaned, split data, keeping what the first look found in the raw data."""
+    report = build_report(dataset, splits, tokenizer=tokenizer, max_length=max_length, scan_images=False)
+    report.unreadable = list(first_look.unreadable)
+    report.duplicate_groups = list(first_look.duplicate_groups)
+    report.conflicting_labels = list(first_look.conflicting_labels)
+    codes = {f.code for f in report.findings}
+    report.findings = [f for f in first_look.findings if f.code not in codes] + report.findings
+    return report
+
+
+def _blocking(report: DataReport) -> DataError:
+    first = report.errors[0]
+    return DataError(f"{first.message} {first.fix}")
+
+
+def guess_modality(path: str) -> str:
+    """'image' or 'text' from the path alone (used to pick a default model)."""
+    if path.startswith("demo:"):
+        return "text" if "bbc" in path else "image"
+    p = Path(path)
+    if p.is_dir() or p.suffix.lower() == ".zip":
+        return "image"
+    if p.suffix.lower() in TEXT_SUFFIXES:
+        return load_dataset(path).modality if p.suffix.lower() == ".csv" else "text"
+    raise DataError(f"cannot tell what {path} holds; give an image folder or .zip, or a .csv/.tsv/.jsonl text file")

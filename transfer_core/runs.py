@@ -1,0 +1,77 @@
+"""Working with finished runs: load the trained model, evaluate it on new data, predict, export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from .config import RunConfig
+from .errors import RunError
+from .evaluate import compute_metrics, predict_dataset, predict_inputs, top_losses
+from .export import ExportResult, export_bundle
+from .models import build_model
+from .models.base import BuiltModel
+from .preparation import load_configured
+from .store import RunStore
+from .trainer import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
+
+
+def run_config(store: RunStore, run_id: str) -> RunConfig:
+    return RunConfig.from_dict(store.get_run(run_id).config)
+
+
+def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
+    """The trained network of a run, on the CPU, in eval mode."""
+    run_dir = store.run_dir(store.get_run(run_id).id)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.exists():
+        raise RunError(f"run {run_id} has no trained weights yet; wait for it to finish or resume it")
+    cfg = RunConfig.from_json((run_dir / CONFIG_FILE).read_text())
+    classes = json.loads((run_dir / LABELS_FILE).read_text())
+    built = build_model(cfg.model.name, classes, pretrained=False, head_dropout=cfg.model.head_dropout,
+                        image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root)
+    built.net.load_state_dict(load_file(str(weights)))
+    built.net.eval()
+    return built
+
+
+def evaluate_run(store: RunStore, run_id: str, data_path: str) -> dict:
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run on labelled data."""
+    built = load_run_model(store, run_id)
+    dataset = load_configured(data_path, run_config(store, run_id))
+    if dataset.modality != built.modality:
+        raise RunError(f"run {run_id} classifies {built.modality}s but {data_path} holds {dataset.modality}s; give {built.modality} data")
+    unknown = sorted(set(dataset.classes) - set(built.classes))
+    if unknown:
+        raise RunError(f"{data_path} has labels the run never saw: {', '.join(unknown[:5])}; "
+                       f"it knows: {', '.join(built.classes)}")
+    preds = predict_dataset(built, dataset)
+    metrics = compute_metrics(preds.true, preds.pred, built.classes)
+    metrics["top_losses"] = top_losses(preds, dataset, k=10)
+    return metrics
+
+
+def predict_run(store: RunStore, run_id: str, inputs: list, top_k: int = 3) -> list[dict]:
+    """For each input (image path or text): the top-k labels with probabilities."""
+    built = load_run_model(store, run_id)
+    if built.modality == "image":
+        missing = [x for x in inputs if isinstance(x, (str, Path)) and not Path(x).is_file()]
+        if missing:
+            raise RunError(f"no image file at {missing[0]}; give paths of image files")
+    probs = predict_inputs(built, list(inputs))
+    out = []
+    for item, row in zip(inputs, probs):
+        order = row.argsort()[::-1][:top_k]
+        out.append({"input": str(item) if not isinstance(item, str) else item,
+                    "top": [{"label": built.classes[i], "probability": round(float(row[i]), 6)} for i in order]})
+    return out
+
+
+def export_run(store: RunStore, run_id: str, out_dir: str | Path) -> ExportResult:
+    record = store.get_run(run_id)
+    built = load_run_model(store, record.id)
+    metrics_path = store.run_dir(record.id) / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()).get("summary", {}) if metrics_path.exists() else {}
+    run_info = {"run_id": record.id, "name": record.name, "model": record.model, "config": record.config, "metrics": metrics}
+    return export_bundle(built, Path(out_dir), run_info=run_info)

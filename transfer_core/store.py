@@ -1,0 +1,873 @@
+"""The run store: every run's record, metrics and event log in one SQLite database.
+
+Layout under the runs root:
+
+    runs.sqlite          runs, metrics (long format) and the raw event log
+    <run_id>/            one directory per run; the trainer writes config.json,
+                         checkpoints/, weights.safetensors, predictions.csv, export/, log.txt
+
+SQLite runs in WAL mode, so the training process writes while the UI, the CLI
+and other browser tabs read, in this process or in others. Per-batch metrics
+arrive far faster than one transaction each could keep up with, so they are
+buffered and written in batches at least every FLUSH_INTERVAL seconds; every
+other event flushes the buffer and is written at once.
+"""
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import itertools
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import threading
+import time
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pandas as pd
+
+from .errors import RunError
+from .events import (BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted,
+                     RunStatus)
+
+DB_NAME = "runs.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 10.0
+FLUSH_INTERVAL = 0.5          # readers see batch metrics at most this late
+MAX_BUFFERED_ROWS = 20_000    # beyond this the caller flushes itself (back-pressure)
+MAX_IDLE_READERS = 4          # reader connections kept open between reads
+PID_START_SLACK_S = 2.0       # clock-tick rounding when comparing process start times
+
+STEP_METRICS = ("loss", "lr", "samples_per_second")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds")
+BEST_BY = "val_accuracy"
+INTERRUPTED_MESSAGE = "the process running it stopped unexpectedly; resume it to continue from its last checkpoint"
+ALL_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.STOPPED,
+                RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED)
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Each entry upgrades the schema from version i to i + 1; append, never edit.
+# metrics is clustered on (run_id, scope, step, ...): a run's curve is one contiguous range
+# (this key is the (run_id, scope, step) index), and a step logged again replaces the old value.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        status TEXT NOT NULL,
+        modality TEXT NOT NULL DEFAULT '',
+        model TEXT NOT NULL DEFAULT '',
+        dataset TEXT NOT NULL DEFAULT '',
+        dataset_fingerprint TEXT NOT NULL DEFAULT '',
+        config_json TEXT NOT NULL DEFAULT '{}',
+        best_metrics_json TEXT NOT NULL DEFAULT '{}',
+        message TEXT NOT NULL DEFAULT '',
+        advice TEXT NOT NULL DEFAULT '',
+        pid INTEGER,
+        host TEXT,
+        epochs_done INTEGER NOT NULL DEFAULT 0,
+        heartbeat REAL
+    );
+    CREATE INDEX runs_created ON runs(created);
+    CREATE INDEX runs_status ON runs(status);
+    CREATE TABLE metrics (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        scope TEXT NOT NULL CHECK (scope IN ('step', 'epoch')),
+        step INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value REAL,
+        time REAL NOT NULL,
+        PRIMARY KEY (run_id, scope, step, epoch, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        time REAL NOT NULL,
+        payload_json TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    """,
+]
+
+_COLUMNS = ("id", "name", "created", "updated", "status", "modality", "model", "dataset",
+            "dataset_fingerprint", "config_json", "best_metrics_json", "message", "advice",
+            "pid", "host", "epochs_done", "heartbeat")
+# update_run takes the parsed names for the JSON columns.
+_UPDATABLE = {"name": "name", "status": "status", "modality": "modality", "model": "model",
+              "dataset": "dataset", "dataset_fingerprint": "dataset_fingerprint",
+              "config": "config_json", "best_metrics": "best_metrics_json", "message": "message",
+              "advice": "advice", "pid": "pid", "host": "host", "epochs_done": "epochs_done",
+              "heartbeat": "heartbeat"}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    name: str
+    created: float
+    updated: float
+    status: str
+    modality: str
+    model: str
+    dataset: str
+    dataset_fingerprint: str
+    config: dict = field(default_factory=dict)
+    best_metrics: dict = field(default_factory=dict)
+    message: str = ""
+    advice: str = ""
+    pid: int | None = None
+    host: str | None = None
+    epochs_done: int = 0
+    heartbeat: float | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in RunStatus.ACTIVE
+
+    @property
+    def duration(self) -> float:
+        """Seconds from creation to the last sign of life (now, while it is active)."""
+        if self.is_active:
+            end = time.time()
+        else:
+            end = max(self.updated, self.heartbeat or 0.0)
+        return max(0.0, end - self.created)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "duration": self.duration}
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | tuple) -> "RunRecord":
+        values = dict(zip(_COLUMNS, row))
+        values["config"] = _loads(values.pop("config_json"))
+        values["best_metrics"] = _loads(values.pop("best_metrics_json"))
+        return cls(**values)
+
+
+def _loads(text: str | None) -> dict:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
+
+
+def _dumps(value: Any) -> str:
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    return json.dumps(value, default=str)
+
+
+def new_run_id(now: float | None = None) -> str:
+    """`20261125-193012-ab12cd`: sorts by creation time, readable, unique enough to type a prefix."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def default_run_name(model: str, dataset: str) -> str:
+    model_part = model.rstrip("/\\").replace("\\", "/").split("/")[-1] or model
+    data_part = dataset.rstrip("/\\").replace("\\", "/").split("/")[-1]
+    if data_part.startswith("demo:"):
+        data_part = data_part[len("demo:"):]
+    elif "." in data_part:
+        data_part = data_part.rsplit(".", 1)[0]
+    return f"{model_part} on {data_part}" if data_part else model_part
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists on this host (zombies count as dead)."""
+    if not pid or pid <= 0:
+        return False
+    if os.name == "nt":
+        return _pid_alive_windows(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # exists, owned by someone else
+    except OSError:
+        return False
+    # A crashed child that its parent has not reaped yet still answers kill(0).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def process_start_time(pid: int) -> float | None:
+    """When the process started (epoch seconds), where the OS tells (Linux); else None."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _pid_alive_windows(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return False
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+# Stores with unflushed rows are flushed when the interpreter exits normally.
+_OPEN_STORES: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_stores() -> None:
+    for store in list(_OPEN_STORES):
+        try:
+            store.close()
+        except Exception:
+            pass
+
+
+def _flusher_loop(store_ref: "weakref.ref[RunStore]", stop: threading.Event) -> None:
+    # Holds only a weak reference, so a store that is dropped without close() can still be freed.
+    while not stop.wait(FLUSH_INTERVAL):
+        store = store_ref()
+        if store is None:
+            return
+        store._background_flush()
+        del store
+
+
+class RunStore:
+    """Runs, metrics and event logs under one root directory. Safe to share between threads."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+        self.db_path = self.root / DB_NAME
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(exc) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise self._unwritable("permission denied")
+        self._closed = False
+        self._init_process_state()
+        with self._translate_errors():
+            self._migrate()
+        _OPEN_STORES.add(self)
+
+    # ---------------------------------------------------------------- connections
+
+    def _init_process_state(self) -> None:
+        # Connections and locks must not cross a fork; this is (re)built per process.
+        self._pid = os.getpid()
+        self._connections: list[sqlite3.Connection] = []
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._buffer_lock = threading.Lock()
+        self._buffer: list[tuple] = []
+        self._buffered_runs: set[str] = set()
+        self._pending_error: RunError | None = None
+        self._known_runs: set[str] = set()
+        self._writer: sqlite3.Connection | None = None
+        self._flusher: threading.Thread | None = None
+        self._flusher_stop = threading.Event()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are explicit, so readers never hold a stale snapshot.
+        conn = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RunError(f"the run store at {self.root} is closed; open a new RunStore")
+        if self._pid != os.getpid():
+            self._init_process_state()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A pooled reader connection; a pool rather than one per thread, because UI frameworks
+        run each page refresh in a fresh thread and per-thread connections would pile up."""
+        self._check_open()
+        with self._connections_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            with self._translate_errors():
+                conn = self._connect()
+        try:
+            with self._translate_errors():
+                yield conn
+        finally:
+            with self._connections_lock:
+                keep = not self._closed and conn in self._connections and len(self._idle_readers) < MAX_IDLE_READERS
+                if keep:
+                    self._idle_readers.append(conn)
+                elif conn in self._connections:
+                    self._connections.remove(conn)
+            if not keep:
+                conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short IMMEDIATE transaction: takes the write lock up front, so busy_timeout applies."""
+        self._check_open()
+        with self._write_lock, self._translate_errors():
+            if self._writer is None:
+                self._writer = self._connect()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _migrate(self) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise RunError(f"the run database {self.db_path} was written by a newer version of "
+                                   f"transfer_core (schema {version}); upgrade transfer_core or choose "
+                                   f"another runs directory with --runs-dir")
+                for script in _MIGRATIONS[version:]:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                if version < SCHEMA_VERSION:
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            conn.close()
+            with self._connections_lock:
+                self._connections.remove(conn)
+
+    def _unwritable(self, reason: Any) -> RunError:
+        return RunError(f"cannot write to runs directory {self.root} ({reason}); choose another with --runs-dir")
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """Turns SQLite failures a user can fix into one-line RunErrors; the DB stays consistent."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            text = str(exc).lower()
+            if "is full" in text:
+                raise RunError(f"cannot save run data: the disk holding {self.root} is full ({exc}); "
+                               f"free some space or choose another runs directory with --runs-dir") from None
+            if "locked" in text or "busy" in text:
+                raise RunError(f"the run database {self.db_path} stayed locked by another process for over "
+                               f"{BUSY_TIMEOUT_S:g} s; close other programs using it and try again") from None
+            if "readonly" in text or "read-only" in text or "unable to open" in text or "disk i/o" in text:
+                raise self._unwritable(exc) from None
+            if "malformed" in text or "not a database" in text:
+                raise RunError(f"the run database {self.db_path} is damaged ({exc}); move it away to start a "
+                               f"fresh history, or choose another runs directory with --runs-dir") from None
+            raise
+
+    # ---------------------------------------------------------------- runs
+
+    def create_run(self, config: dict, *, name: str | None = None, modality: str, model: str,
+                   dataset: str, dataset_fingerprint: str = "", status: str = RunStatus.QUEUED) -> str:
+        """Adds a run and its directory; returns its id.
+
+        pid/host are the creating process until the run starts, so a queued run whose
+        owner died is recognised by reconcile_interrupted().
+        """
+        _check_status(status)
+        now = time.time()
+        config_json = _dumps(config)
+        for _ in range(5):
+            run_id = new_run_id(now)
+            try:
+                with self._write() as conn:
+                    conn.execute(
+                        "INSERT INTO runs (id, name, created, updated, status, modality, model, dataset, "
+                        "dataset_fingerprint, config_json, best_metrics_json, pid, host, heartbeat) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?, ?)",
+                        (run_id, name or default_run_name(model, dataset), now, now, status, modality,
+                         model, dataset, dataset_fingerprint, config_json, os.getpid(),
+                         socket.gethostname(), now))
+                    # Inside the transaction: a directory that cannot be made leaves no row behind.
+                    try:
+                        self.run_dir(run_id, resolve=False).mkdir(parents=True, exist_ok=True)
+                    except OSError as exc:
+                        raise self._unwritable(exc) from None
+            except sqlite3.IntegrityError:
+                continue   # random suffix collided within the same second
+            self._known_runs.add(run_id)
+            return run_id
+        raise RunError("could not pick a unique run id; try again")
+
+    def run_dir(self, run_id: str, *, resolve: bool = True) -> Path:
+        """The run's directory (accepts a unique id prefix)."""
+        if resolve:
+            run_id = self._resolve_id(run_id)
+        elif not _RUN_ID_RE.match(run_id or ""):
+            raise RunError(f"'{run_id}' is not a valid run id; list runs with `python -m transfer_core runs`")
+        return self.root / run_id
+
+    def _resolve_id(self, run_id: str) -> str:
+        return self.get_run(run_id).id
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id, or with this unique id prefix."""
+        columns = ", ".join(_COLUMNS)
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None and run_id and _RUN_ID_RE.match(run_id):
+                rows = conn.execute(f"SELECT {columns} FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+                                    (run_id, run_id + "\U0010ffff")).fetchall()
+                if len(rows) > 1:
+                    shown = ", ".join(r[0] for r in rows[:5])
+                    raise RunError(f"run id prefix '{run_id}' matches several runs ({shown}"
+                                   f"{', ...' if len(rows) > 5 else ''}); give more characters")
+                row = rows[0] if rows else None
+        if row is None:
+            raise RunError(f"no run '{run_id}'; list runs with `python -m transfer_core runs`")
+        return RunRecord.from_row(row)
+
+    def list_runs(self, status: str | Iterable[str] | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs newest first, optionally only those with the given status(es)."""
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+        params: list[Any] = []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            sql += f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            params += statuses
+        sql += " ORDER BY created DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [RunRecord.from_row(row) for row in rows]
+
+    def set_status(self, run_id: str, status: str, message: str = "", advice: str = "") -> None:
+        _check_status(status)
+        self.update_run(run_id, status=status, message=message, advice=advice)
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Sets the given columns (config and best_metrics take dicts).
+
+        Making a run active (queued/running/paused) without naming a pid makes this
+        process its owner, so reconcile_interrupted() judges it by a live pid.
+        """
+        unknown = sorted(set(fields) - set(_UPDATABLE))
+        if unknown:
+            raise TypeError(f"update_run() cannot set {', '.join(unknown)}; settable: {', '.join(_UPDATABLE)}")
+        if "status" in fields:
+            _check_status(fields["status"])
+            if fields["status"] in RunStatus.ACTIVE and "pid" not in fields:
+                fields.update(pid=os.getpid(), host=socket.gethostname())
+        run_id = self._resolve_id(run_id)
+        assignments, params = ["updated = ?"], [time.time()]
+        for key, value in fields.items():
+            if key in ("config", "best_metrics"):
+                value = _dumps(value)
+            assignments.append(f"{_UPDATABLE[key]} = ?")
+            params.append(value)
+        with self._write() as conn:
+            conn.execute(f"UPDATE runs SET {', '.join(assignments)} WHERE id = ?", (*params, run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        """Removes the run's rows and its directory; refuses a run that is still active."""
+        record = self.get_run(run_id)
+        if record.is_active:
+            raise RunError(f"run '{record.id}' is {record.status}; stop it first")
+        self.flush()
+        with self._write() as conn:
+            # Re-checked inside the transaction: another process may have resumed it meanwhile.
+            row = conn.execute("SELECT status FROM runs WHERE id = ?", (record.id,)).fetchone()
+            if row is not None and row[0] in RunStatus.ACTIVE:
+                raise RunError(f"run '{record.id}' is {row[0]}; stop it first")
+            conn.execute("DELETE FROM metrics WHERE run_id = ?", (record.id,))
+            conn.execute("DELETE FROM events WHERE run_id = ?", (record.id,))
+            conn.execute("DELETE FROM runs WHERE id = ?", (record.id,))
+        self._known_runs.discard(record.id)
+        directory = self.run_dir(record.id, resolve=False)
+        # Never follow a link or a crafted id out of the root.
+        if directory.is_symlink() or directory.resolve().parent != self.root.resolve():
+            raise RunError(f"deleted run '{record.id}' but left {directory} because it is not a directory "
+                           f"inside {self.root}; remove it by hand if it is no longer needed")
+        if directory.exists():
+            try:
+                shutil.rmtree(directory)
+            except OSError as exc:
+                raise RunError(f"deleted run '{record.id}' but could not remove {directory} ({exc}); "
+                               f"remove it by hand") from None
+
+    def reconcile_interrupted(self, active_run_ids: Iterable[str] = ()) -> list[str]:
+        """Marks active runs whose process is gone as interrupted; returns their ids.
+
+        A run owned by this process counts as alive only if listed in active_run_ids
+        (the job manager's own runs). Runs on other hosts are left alone: their pid
+        cannot be checked from here.
+        """
+        active = set(active_run_ids)
+        me, host = os.getpid(), socket.gethostname()
+        statuses = RunStatus.ACTIVE
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT id, pid, host, MAX(updated, COALESCE(heartbeat, 0)) FROM runs "
+                f"WHERE status IN ({', '.join('?' * len(statuses))})", statuses).fetchall()
+        dead = []
+        for run_id, pid, run_host, last_write in rows:
+            if run_host and run_host != host:
+                continue
+            if pid == me:
+                alive = run_id in active
+            else:
+                # A process that started after the run was last written cannot be its owner:
+                # the pid was reused (after a reboot or a container restart).
+                started = process_start_time(pid) if pid else None
+                alive = pid_alive(pid) and (started is None or started <= last_write + PID_START_SLACK_S)
+            if not alive:
+                dead.append(run_id)
+        if not dead:
+            return []
+        marked = []
+        now = time.time()
+        with self._write() as conn:
+            for run_id in dead:
+                # Only if still active: its process may have finished it since we looked.
+                cursor = conn.execute(
+                    f"UPDATE runs SET status = ?, message = ?, advice = '', updated = ? "
+                    f"WHERE id = ? AND status IN ({', '.join('?' * len(statuses))})",
+                    (RunStatus.INTERRUPTED, INTERRUPTED_MESSAGE, now, run_id, *statuses))
+                if cursor.rowcount:
+                    marked.append(run_id)
+        return marked
+
+    # ---------------------------------------------------------------- events
+
+    def record_event(self, event: Event) -> None:
+        """Persists an event: batch metrics are buffered, everything else is written at once."""
+        self._check_open()
+        self._raise_pending_error()
+        self._check_known(event.run_id)
+        if isinstance(event, BatchEnded):
+            rows = [(event.run_id, "step", event.step, event.epoch, name, _number(getattr(event, name)), event.time)
+                    for name in STEP_METRICS]
+            with self._buffer_lock:
+                self._buffer.extend(rows)
+                self._buffered_runs.add(event.run_id)
+                overfull = len(self._buffer) >= MAX_BUFFERED_ROWS
+            if overfull:
+                self.flush()
+            else:
+                self._ensure_flusher()
+            return
+        with self._write() as conn:
+            self._write_buffer(conn)
+            self._write_event(conn, event)
+
+    def _check_known(self, run_id: str) -> None:
+        # Caught here, in the caller, rather than later as a failed background write.
+        if run_id in self._known_runs:
+            return
+        with self._read() as conn:
+            row = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunError(f"no run '{run_id}'; list runs with `python -m transfer_core runs`")
+        self._known_runs.add(run_id)
+
+    def _write_event(self, conn: sqlite3.Connection, event: Event) -> None:
+        now = time.time()
+        run_id = event.run_id
+        conn.execute(
+            "INSERT INTO events (run_id, seq, kind, time, payload_json) "
+            "SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM events WHERE run_id = ?",
+            (run_id, event.kind, event.time, json.dumps(event.to_dict(), default=str), run_id))
+        if isinstance(event, RunStarted):
+            # A fresh start or a resume: drop what the previous attempt logged past the restart point.
+            # The resumed epoch may restart mid-way, so its steps stay; re-logged steps replace them.
+            conn.execute("DELETE FROM metrics WHERE run_id = ? AND ((scope = 'epoch' AND epoch >= ?) "
+                         "OR (scope = 'step' AND epoch > ?))", (run_id, event.start_epoch, event.start_epoch))
+            conn.execute("UPDATE runs SET status = ?, pid = ?, host = ?, message = '', advice = '', "
+                         "epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ? WHERE id = ?",
+                         (RunStatus.RUNNING, os.getpid(), socket.gethostname(), event.start_epoch,
+                          json.dumps(_best_from_db(conn, run_id)), now, now, run_id))
+        elif isinstance(event, EpochEnded):
+            _insert_metrics(conn, [(run_id, "epoch", event.step, event.epoch, name, _number(getattr(event, name)),
+                                    event.time) for name in EPOCH_METRICS])
+            best = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            candidate = _epoch_summary(event.epoch, event.step,
+                                       {name: getattr(event, name) for name in EPOCH_METRICS})
+            if _is_better(candidate, best):
+                best = candidate
+            conn.execute("UPDATE runs SET epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ? "
+                         "WHERE id = ?", (event.epoch + 1, json.dumps(best), now, now, run_id))
+        elif isinstance(event, RunEnded):
+            best = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            # The trainer's choice of best epoch (it may rank by another metric) and its final
+            # evaluation win; the epoch's own logged metrics fill in the rest.
+            if isinstance(event.best_epoch, int) and event.best_epoch >= 0 and best.get("epoch") != event.best_epoch:
+                rows = _query_metrics(conn, run_id, "epoch", since=event.best_epoch - 1).to_dict("records")
+                if rows and rows[0]["epoch"] == event.best_epoch:
+                    best = _epoch_summary(event.best_epoch, int(rows[0]["step"]),
+                                          {name: rows[0][name] for name in EPOCH_METRICS})
+                else:
+                    best = {"epoch": event.best_epoch}
+            best.update(event.metrics)
+            best["train_seconds"] = event.train_seconds
+            conn.execute("UPDATE runs SET status = ?, epochs_done = ?, best_metrics_json = ?, message = '', "
+                         "advice = '', updated = ?, heartbeat = ? WHERE id = ?",
+                         (event.status, event.epochs_done, json.dumps(best, default=str), now, now, run_id))
+        elif isinstance(event, RunFailed):
+            conn.execute("UPDATE runs SET status = ?, message = ?, advice = ?, updated = ?, heartbeat = ? "
+                         "WHERE id = ?", (RunStatus.FAILED, event.message, event.advice, now, now, run_id))
+        else:   # Notice and anything newer: the log only
+            conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (now, run_id))
+
+    def _write_buffer(self, conn: sqlite3.Connection) -> None:
+        """Writes buffered batch rows inside the caller's transaction (write lock held)."""
+        with self._buffer_lock:
+            rows, self._buffer = self._buffer, []
+            runs, self._buffered_runs = self._buffered_runs, set()
+        if not rows:
+            return
+        try:
+            # A run deleted meanwhile (by another process) would fail the whole batch on its foreign key.
+            existing = {row[0] for row in conn.execute(
+                f"SELECT id FROM runs WHERE id IN ({', '.join('?' * len(runs))})", tuple(runs))}
+            if existing != runs:
+                rows = [row for row in rows if row[0] in existing]
+                runs = existing
+            _insert_metrics(conn, rows)
+            now = time.time()
+            conn.executemany("UPDATE runs SET heartbeat = ? WHERE id = ?", [(now, run_id) for run_id in runs])
+        except BaseException:
+            # The transaction rolls back; keep the rows so a later flush can retry them.
+            with self._buffer_lock:
+                self._buffer[:0] = rows
+                self._buffered_runs |= runs
+            raise
+
+    def flush(self) -> None:
+        """Writes buffered batch metrics now."""
+        self._check_open()
+        self._raise_pending_error()
+        if self._buffer:
+            with self._write() as conn:
+                self._write_buffer(conn)
+
+    def _background_flush(self) -> None:
+        if self._closed or not self._buffer or self._pid != os.getpid():
+            return
+        try:
+            with self._write() as conn:
+                self._write_buffer(conn)
+        except RunError as exc:
+            self._pending_error = exc   # raised to the training loop on its next event
+        except Exception as exc:        # keep the flusher alive; surface the failure to the writer
+            self._pending_error = RunError(f"cannot save run metrics to {self.db_path} ({exc})")
+
+    def _raise_pending_error(self) -> None:
+        error, self._pending_error = self._pending_error, None
+        if error is not None:
+            raise error
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+        with self._buffer_lock:
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher_stop = threading.Event()
+                self._flusher = threading.Thread(target=_flusher_loop, args=(weakref.ref(self), self._flusher_stop),
+                                                 name="RunStore-flusher", daemon=True)
+                self._flusher.start()
+
+    def close(self) -> None:
+        """Flushes and closes every connection. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            if self._pid == os.getpid():
+                self._flusher_stop.set()
+                if self._buffer:
+                    with self._write() as conn:
+                        self._write_buffer(conn)
+        finally:
+            self._closed = True
+            _OPEN_STORES.discard(self)
+            with self._connections_lock:
+                connections, self._connections, self._idle_readers = self._connections, [], []
+            for conn in connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._writer = None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    # ---------------------------------------------------------------- readers
+
+    def metrics(self, run_id: str, scope: str = "epoch", *, since: int | None = None,
+                max_points: int | None = None) -> pd.DataFrame:
+        """One row per epoch (scope='epoch') or per optimizer step (scope='step'), one column per metric.
+
+        Columns: step, epoch, time, then the metrics (NaN where not logged).
+        since: only epochs/steps after this one, for cheap incremental polling.
+        max_points: keep about this many evenly spaced rows (always the last), for charts of long runs.
+        """
+        _check_scope(scope)
+        with self._read() as conn:
+            return _query_metrics(conn, run_id, scope, since, max_points)
+
+    def metrics_for_runs(self, run_ids: Iterable[str], scope: str = "epoch", *,
+                         max_points: int | None = None) -> pd.DataFrame:
+        """metrics() of several runs stacked, with a leading run_id column (for overlay charts)."""
+        _check_scope(scope)
+        frames = []
+        for run_id in dict.fromkeys(run_ids):
+            frame = self.metrics(run_id, scope, max_points=max_points)
+            frame.insert(0, "run_id", pd.Series([run_id] * len(frame), dtype=object))
+            frames.append(frame)
+        if not frames:
+            empty = self.metrics("", scope)
+            empty.insert(0, "run_id", pd.Series(dtype=object))
+            return empty
+        return pd.concat(frames, ignore_index=True)
+
+    def events(self, run_id: str, since_seq: int = 0) -> list[dict]:
+        """The logged events after since_seq, oldest first: each is event.to_dict() plus 'seq'.
+
+        Batch events are kept as step metrics only (see metrics(scope='step')), so the
+        log stays small enough to replay.
+        """
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT seq, payload_json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run_id, since_seq)).fetchall()
+        return [{**json.loads(payload), "seq": seq} for seq, payload in rows]
+
+
+# -------------------------------------------------------------------- helpers
+
+ROWS_PER_INSERT = 512   # x 7 parameters, well under SQLite's 32,766 limit
+
+
+@functools.lru_cache(maxsize=8)
+def _metrics_insert_sql(count: int) -> str:
+    return ("INSERT OR REPLACE INTO metrics (run_id, scope, step, epoch, name, value, time) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count))
+
+
+def _insert_metrics(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    # Many rows per statement, not executemany: sqlite3 releases the GIL around every
+    # statement step, and with reader threads busy each re-acquire can wait ~5 ms.
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        conn.execute(_metrics_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
+
+
+def _check_status(status: str) -> None:
+    if status not in ALL_STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of {', '.join(ALL_STATUSES)}")
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in ("step", "epoch"):
+        raise ValueError(f"unknown metrics scope {scope!r}; 'step' or 'epoch'")
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _epoch_summary(epoch: int, step: int, values: dict) -> dict:
+    return {"epoch": epoch, "step": step, **{k: _number(v) for k, v in values.items() if k != "seconds"}}
+
+
+def _is_better(candidate: dict, best: dict) -> bool:
+    if not best or "epoch" not in best:
+        return True
+    new, old = candidate.get(BEST_BY), best.get(BEST_BY)
+    if new is None:
+        return False
+    return old is None or new > old
+
+
+def _best_from_db(conn: sqlite3.Connection, run_id: str) -> dict:
+    """The best epoch among the epoch metrics still stored (after a resume trimmed the rest)."""
+    best: dict = {}
+    for record in _query_metrics(conn, run_id, "epoch").to_dict("records"):
+        candidate = _epoch_summary(int(record["epoch"]), int(record["step"]),
+                                   {name: record[name] for name in EPOCH_METRICS})
+        if _is_better(candidate, best):
+            best = candidate
+    return best
+
+
+def _query_metrics(conn: sqlite3.Connection, run_id: str, scope: str, since: int | None = None,
+                   max_points: int | None = None) -> pd.DataFrame:
+    # Pivoted in SQL: far fewer Python objects than fetching the long rows (about 3x faster).
+    key, other = ("step", "epoch") if scope == "step" else ("epoch", "step")
+    names = STEP_METRICS if scope == "step" else EPOCH_METRICS
+    where, params = "run_id = ? AND scope = ?", [run_id, scope]
+    if since is not None:
+        where += f" AND {key} > ?"
+        params.append(int(since))
+    if max_points is not None and max_points > 0:
+        low, high = conn.execute(f"SELECT MIN({key}), MAX({key}) FROM metrics WHERE {where}", params).fetchone()
+        stride = 0 if low is None else -(-(high - low + 1) // max_points)
+        if stride > 1:
+            where += f" AND (({key} - ?) % ? = 0 OR {key} = ?)"
+            params += [low, stride, high]
+    pivots = ", ".join(f"MAX(CASE WHEN name = '{name}' THEN value END)" for name in names)
+    rows = conn.execute(f"SELECT {key}, MAX({other}), MAX(time), {pivots} FROM metrics WHERE {where} "
+                        f"GROUP BY {key} ORDER BY {key}", params).fetchall()
+    frame = pd.DataFrame(rows, columns=[key, other, "time", *names])
+    frame = frame.astype({key: "int64", other: "int64", "time": "float64", **{n: "float64" for n in names}})
+    return frame[["step", "epoch", "time", *names]]

@@ -1,0 +1,435 @@
+"""fit(): one synchronous training loop serving the CLI, the app's background thread, tests and benchmarks.
+
+It emits typed events (events.py) to the run store and any observers, honours
+stop/pause at batch boundaries (control.py), writes a checkpoint at every epoch
+end and on stop, and turns every exception into a failed run with advice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import batching
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .control import RunControl
+from .devices import amp_dtype, autocast, is_out_of_memory, pick_device
+from .errors import RunError, TransferError
+from .evaluate import compute_metrics, predict_dataset, save_predictions
+from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
+from .freezing import (Segment, apply_trainable, count_trainable, optimizer_param_groups, plan_segments,
+                       segment_for_epoch, set_train_mode)
+from .models import build_model
+from .models.base import BuiltModel
+from .optim import build_optimizer, build_scheduler
+from .preparation import PreparedData, prepare_data
+from .store import RunStore
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[[Event], None]
+
+# Files in a run directory (the models registry reads the first three for `run:<id>`).
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.json"
+WEIGHTS_FILE = "weights.safetensors"
+BEST_FILE = "best.safetensors"
+CHECKPOINT_FILE = "checkpoints/last.pt"
+REPORT_FILE = "data_report.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+@dataclass
+class FitResult:
+    run_id: str
+    status: str
+    epochs_done: int = 0
+    best_epoch: int = -1
+    metrics: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+    message: str = ""
+    advice: str = ""
+
+    def summary(self) -> dict:
+        return {"run_id": self.run_id, "status": self.status, "epochs": self.epochs_done,
+                "best_epoch": self.best_epoch, "train_seconds": round(self.train_seconds, 2),
+                "val_accuracy": self.metrics.get("val_accuracy"), "val_macro_f1": self.metrics.get("val_macro_f1"),
+                "val_loss": self.metrics.get("val_loss"), "test_accuracy": self.metrics.get("test_accuracy"),
+                "message": self.message}
+
+
+class _Stopped(Exception):
+    """Raised inside the loop when a stop was requested; caught by fit()."""
+
+
+def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None, control: RunControl | None = None,
+        observers: Iterable[Observer] = (), resume: bool = False, extra_epochs: int = 0, name: str | None = None) -> FitResult:
+    """Train (or resume) one run to its end. Never raises for problems inside the run: they end it as failed."""
+    if resume:
+        if run_id is None:
+            raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
+        config = RunConfig.from_dict(store.get_run(run_id).config)
+    config.check()
+    if run_id is None:
+        run_id = store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
+                                  dataset=config.data.path)
+    trainer = Trainer(config, store=store, run_id=run_id, control=control or RunControl(), observers=list(observers))
+    return trainer.run(resume=resume, extra_epochs=extra_epochs)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, *, store: RunStore, run_id: str, control: RunControl, observers: list[Observer]):
+        self.config = config
+        self.store = store
+        self.run_id = run_id
+        self.control = control
+        self.observers = observers
+        self.run_dir = store.run_dir(run_id)
+        self.device = pick_device(config.train.device)
+        self.amp = amp_dtype(self.device, config.train.mixed_precision)
+        self.train_seconds = 0.0
+        self.history: list[dict] = []
+        self.best = {"epoch": -1, "value": None}
+        self.bad_epochs = 0
+
+    # ---- the whole run ------------------------------------------------
+    def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
+        try:
+            return self._run(resume=resume, extra_epochs=extra_epochs)
+        except _Stopped:
+            return self._finish(RunStatus.STOPPED)
+        except Exception as exc:  # the loop must never take the process down
+            return self._fail(exc)
+
+    def _run(self, *, resume: bool, extra_epochs: int) -> FitResult:
+        cfg = self.config
+        self.data = prepare_data(cfg)
+        seed_everything(cfg.train.seed)  # the new head's initial weights depend on it
+        self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
+                                 head_dropout=cfg.model.head_dropout, image_size=cfg.model.image_size,
+                                 max_length=cfg.model.max_length, runs_dir=self.store.root)
+        if self.built.modality != self.data.modality:
+            raise TransferError(f"model {cfg.model.name} is for {self.built.modality}s but the data holds "
+                                f"{self.data.modality}s; pick a {self.data.modality} model (see `python -m transfer_core models`)")
+        if self.built.modality == "text":
+            self.data.refresh_report(self.built.preprocess.tokenizer, cfg.model.max_length)
+        self._write_json(REPORT_FILE, self.data.report.to_dict())
+        self.built.net.to(self.device)
+        if self.device.type == "cuda" and self.built.modality == "image":
+            self.built.net.to(memory_format=torch.channels_last)
+        self.store.update_run(self.run_id, modality=self.data.modality, dataset_fingerprint=self.data.fingerprint)
+        self._write_json(LABELS_FILE, self.data.classes)
+
+        group_names = [g.name for g in self.built.groups]
+        self.train_samples = batching.sample_set(self.built, self.data.splits.train, augment=cfg.augment)
+        self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
+        start_epoch, step_in_epoch, self.global_step = 0, 0, 0
+        self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
+        state = None
+        if resume and not (self.run_dir / CHECKPOINT_FILE).exists():
+            resume = False  # it never finished an epoch or reached a stop: start it from the beginning
+        if resume:
+            state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+            if state["fingerprint"] != self.data.fingerprint:
+                raise RunError("the data changed since this run started, so it cannot be resumed; start a new run on the new data")
+            self.segments = [Segment.from_dict(s) for s in state["segments"]]
+            start_epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
+            self.global_step = state["global_step"]
+            self.train_seconds, self.history = state["train_seconds"], state["history"]
+            self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+            if extra_epochs > 0:
+                start_epoch, step_in_epoch = self._extend(extra_epochs, start_epoch, step_in_epoch)
+            elif start_epoch >= cfg.train.epochs:
+                raise RunError("this run already finished all its epochs; extend it with more epochs instead")
+            self.built.net.load_state_dict(state["net"])
+        self._write_json(CONFIG_FILE, cfg.to_dict())
+        self.store.update_run(self.run_id, config=cfg.to_dict())
+
+        seg_index = segment_for_epoch(self.segments, start_epoch)
+        self._enter_segment(seg_index, optimizer_state=state and state.get("optimizer"),
+                            scheduler_state=state and state.get("scheduler"), scaler_state=state and state.get("scaler"))
+        if state is not None:
+            _set_rng_state(state["rng"])
+            accum = state["accum"]
+        else:
+            accum = _new_accum()
+        trainable, total = count_trainable(self.built)
+        self._emit(RunStarted(self.run_id, time.time(), epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch,
+                              start_epoch=start_epoch, num_train=len(self.data.splits.train), num_val=len(self.data.splits.val),
+                              classes=tuple(self.data.classes), device=str(self.device),
+                              trainable_params=trainable, total_params=total))
+        for note in self.data.notices:
+            self._emit(Notice(self.run_id, time.time(), message=note))
+
+        for epoch in range(start_epoch, cfg.train.epochs):
+            if segment_for_epoch(self.segments, epoch) != self.seg_index:
+                self._enter_segment(segment_for_epoch(self.segments, epoch))
+            self.epoch = epoch
+            self._train_epoch(epoch, step_in_epoch, accum)
+            step_in_epoch, accum = 0, _new_accum()
+            if self._end_epoch(epoch):
+                self._emit(Notice(self.run_id, time.time(), message=(
+                    f"early stopping: {cfg.train.early_stopping_metric} did not improve for "
+                    f"{cfg.train.early_stopping_patience} epochs; keeping the best epoch ({self.best['epoch'] + 1})")))
+                break
+        return self._finish(RunStatus.COMPLETED)
+
+    # ---- segments (freezing stages) -----------------------------------
+    def _enter_segment(self, index: int, *, optimizer_state=None, scheduler_state=None, scaler_state=None) -> None:
+        cfg = self.config
+        seg = self.segments[index]
+        self.seg_index = index
+        apply_trainable(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
+        groups = optimizer_param_groups(self.built, seg.trainable, lr=cfg.optim.lr * seg.lr_factor,
+                                        lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay)
+        self.optimizer = build_optimizer(groups, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim,
+                                         total_steps=(seg.end_epoch - seg.start_epoch) * self.steps_per_epoch,
+                                         steps_per_epoch=self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+            self.scheduler.load_state_dict(scheduler_state)
+            if scaler_state:
+                self.scaler.load_state_dict(scaler_state)
+        self.trainable_params = [p for p in self.built.net.parameters() if p.requires_grad]
+
+    def _extend(self, extra: int, start_epoch: int, step_in_epoch: int) -> tuple[int, int]:
+        """Append a segment of `extra` epochs that trains what the last segment trained."""
+        last = self.segments[-1]
+        end = self.config.train.epochs
+        self.segments.append(Segment(end, end + extra, last.trainable, last.lr_factor))
+        self.config.train.epochs = end + extra
+        self.best, self.bad_epochs = {"epoch": -1, "value": None}, 0
+        return (end, 0) if start_epoch >= end else (start_epoch, step_in_epoch)
+
+    # ---- one epoch ------------------------------------------------------
+    def _train_epoch(self, epoch: int, first_step: int, accum: dict) -> None:
+        cfg = self.config
+        seg = self.segments[self.seg_index]
+        set_train_mode(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
+        batches = batching.epoch_batches(len(self.train_samples), cfg.train.batch_size, shuffle=True,
+                                         seed=cfg.train.seed, epoch=epoch)
+        loader = batching.make_loader(self.built, self.train_samples, batches[first_step:],
+                                      num_workers=cfg.train.num_workers, pin_memory=self.device.type == "cuda",
+                                      seed=cfg.train.seed * 100_003 + epoch)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        net = self.built.net
+        step_in_epoch = first_step
+        tick = time.perf_counter()
+        for inputs, targets, _ in loader:
+            self._check_control(epoch, step_in_epoch, accum)
+            inputs = batching.to_device(inputs, self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp):
+                logits = net(**inputs)
+                loss = criterion(logits.float(), targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.optim.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.trainable_params, cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.global_step += 1
+            step_in_epoch += 1
+            n = len(targets)
+            accum["loss_sum"] += loss.item() * n
+            accum["correct"] += int((logits.argmax(1) == targets).sum())
+            accum["seen"] += n
+            now = time.perf_counter()
+            accum["seconds"] += now - tick
+            self._emit(BatchEnded(self.run_id, time.time(), epoch=epoch, step=self.global_step, step_in_epoch=step_in_epoch,
+                                  loss=float(loss.item()), lr=float(lr), samples_per_second=n / max(now - tick, 1e-9)))
+            tick = time.perf_counter()
+        self.accum = accum
+
+    def _end_epoch(self, epoch: int) -> bool:
+        """Validate, checkpoint and report; True when early stopping ends the run."""
+        cfg = self.config
+        accum = self.accum
+        self.train_seconds += accum["seconds"]
+        val = self._evaluate(self.data.splits.val)
+        row = {"epoch": epoch, "train_loss": accum["loss_sum"] / max(accum["seen"], 1),
+               "train_accuracy": accum["correct"] / max(accum["seen"], 1), "val_loss": val["loss"],
+               "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}
+        self.history.append(row)
+        improved = self._track_best(epoch, row)
+        self._save_checkpoint(epoch + 1, 0, _new_accum())
+        self._emit(EpochEnded(self.run_id, time.time(), epoch=epoch, step=self.global_step, train_loss=row["train_loss"],
+                              train_accuracy=row["train_accuracy"], val_loss=row["val_loss"], val_accuracy=row["val_accuracy"],
+                              val_macro_f1=row["val_macro_f1"], lr=float(self.optimizer.param_groups[0]["lr"]),
+                              seconds=accum["seconds"], improved=improved))
+        patience = cfg.train.early_stopping_patience
+        return patience > 0 and self.bad_epochs >= patience
+
+    def _track_best(self, epoch: int, row: dict) -> bool:
+        metric = self.config.train.early_stopping_metric
+        value = row[metric]
+        better = self.best["value"] is None or (value < self.best["value"] if metric == "val_loss" else value > self.best["value"])
+        if better:
+            self.best = {"epoch": epoch, "value": value}
+            self.bad_epochs = 0
+            if self.config.train.early_stopping_patience > 0:
+                self._save_weights(BEST_FILE)
+        else:
+            self.bad_epochs += 1
+        return better
+
+    def _evaluate(self, dataset, predictions_file: str | None = None) -> dict:
+        preds = predict_dataset(self.built, dataset, batch_size=max(self.config.train.batch_size, 64),
+                                device=self.device, amp=self.amp is not None)
+        metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
+        losses = preds.losses
+        metrics["loss"] = float(np.nanmean(losses)) if len(losses) else float("nan")
+        if predictions_file:
+            save_predictions(preds, self.run_dir / predictions_file)
+        return metrics
+
+    # ---- control, checkpoints, ending --------------------------------------
+    def _check_control(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
+        if self.control.paused and not self.control.stop_requested:
+            self.store.set_status(self.run_id, RunStatus.PAUSED)
+            paused_at = time.perf_counter()
+            while not self.control.wait_while_paused(0.5):
+                pass
+            accum["seconds"] -= time.perf_counter() - paused_at  # pauses do not count as training time
+            if not self.control.stop_requested:
+                self.store.set_status(self.run_id, RunStatus.RUNNING)
+        if self.control.stop_requested:
+            self.train_seconds += accum["seconds"]
+            accum = dict(accum, seconds=0.0)
+            self._save_checkpoint(epoch, step_in_epoch, accum)
+            raise _Stopped()
+
+    def _save_checkpoint(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, {
+            "format": 1, "net": self.built.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
+            "segments": [s.to_dict() for s in self.segments], "accum": dict(accum), "best": dict(self.best),
+            "bad_epochs": self.bad_epochs, "history": list(self.history), "train_seconds": self.train_seconds,
+            "fingerprint": self.data.fingerprint, "rng": _get_rng_state()})
+
+    def _save_weights(self, filename: str) -> None:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.built.net.state_dict().items()}
+        save_file(state, str(self.run_dir / filename))
+
+    def _finish(self, status: str) -> FitResult:
+        """Final weights, evaluation and predictions; also used when the user stops a run."""
+        if not hasattr(self, "built") or not hasattr(self, "optimizer"):
+            return self._fail(RunError("the run stopped before training began; start it again"))
+        if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
+            self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
+        self._save_weights(WEIGHTS_FILE)
+        metrics = self._final_metrics()
+        epochs_done = len(self.history)
+        best_epoch = self.best["epoch"]
+        self._emit(RunEnded(self.run_id, time.time(), status=status, epochs_done=epochs_done, best_epoch=best_epoch,
+                            metrics=metrics, train_seconds=self.train_seconds))
+        return FitResult(self.run_id, status, epochs_done, best_epoch, metrics, self.train_seconds)
+
+    def _final_metrics(self) -> dict:
+        val = self._evaluate(self.data.splits.val, PREDICTIONS_FILE)
+        metrics = {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "val_loss": val["loss"],
+                   "epochs": len(self.history)}
+        full = {"val": val}
+        if self.data.splits.test is not None and len(self.data.splits.test):
+            test = self._evaluate(self.data.splits.test, "test_predictions.csv")
+            metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_loss=test["loss"])
+            full["test"] = test
+        full["summary"] = metrics
+        full["history"] = self.history
+        self._write_json(METRICS_FILE, full)
+        return metrics
+
+    def _fail(self, exc: Exception) -> FitResult:
+        message, advice = describe_failure(exc, self.config)
+        if not isinstance(exc, TransferError):
+            log.exception("run %s failed", self.run_id)
+            try:
+                self._log("".join(traceback.format_exception(exc)))
+            except OSError:
+                pass
+        try:
+            self._emit(RunFailed(self.run_id, time.time(), message=message, advice=advice, error_type=type(exc).__name__))
+        except Exception:  # the store itself may be what failed (disk full): still report to the caller
+            log.exception("could not record the failure of run %s", self.run_id)
+        return FitResult(self.run_id, RunStatus.FAILED, len(self.history), self.best["epoch"], {}, self.train_seconds,
+                         message=message, advice=advice)
+
+    # ---- plumbing ---------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        self.store.record_event(event)
+        if not isinstance(event, BatchEnded):
+            self._log(json.dumps(event.to_dict(), default=str))
+        for observer in self.observers:
+            observer(event)
+
+    def _log(self, line: str) -> None:
+        with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def _write_json(self, filename: str, obj) -> None:
+        path = self.run_dir / filename
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+        tmp.replace(path)
+
+
+def describe_failure(exc: Exception, config: RunConfig) -> tuple[str, str]:
+    """One plain message and one piece of advice for any failure."""
+    if is_out_of_memory(exc):
+        return (f"the device ran out of memory with batch size {config.train.batch_size}",
+                "lower train.batch_size, turn on mixed precision, use a smaller image size or freeze more layer groups")
+    if isinstance(exc, TransferError):
+        return str(exc), ""
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
+        return "the disk is full", "free some space or choose another runs directory"
+    return f"{type(exc).__name__}: {exc}", "see log.txt in the run folder; if the data is at fault, check the data report"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _new_accum() -> dict:
+    return {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+
+
+def _get_rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
