@@ -226,8 +226,8 @@ def test_text_bundle_predict_matches_engine(text_export):
     engine = predict_inputs(built, TEXTS)
     module = load_bundle(result.path)
     np.testing.assert_allclose(module.load().predict_proba(TEXTS), engine, atol=1e-4)
-    lines = run_predict_script(result.path, *TEXTS[:2])
-    assert [line["label"] for line in lines] == [TEXT_CLASSES[i] for i in engine[:2].argmax(axis=1)]
+    top = module.predict(TEXTS, top_k=1)
+    assert [t[0][0] for t in top] == [TEXT_CLASSES[i] for i in engine.argmax(axis=1)]
 
 
 # ---------------------------------------------------------------- Hugging Face image

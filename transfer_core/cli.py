@@ -118,12 +118,13 @@ def _store(args):
 def cmd_train(args) -> int:
     from .models import default_model
     from .preparation import guess_modality
+    from .trainer import check_startable
     cfg = config_from_args(args)
     if not cfg.data.path:
         raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
     if args.model is None and "model.name" not in " ".join(args.set) and not args.config:
         cfg.model.name = default_model(guess_modality(cfg.data.path)).name
-    cfg.check()
+    check_startable(cfg, runs_dir=args.runs_dir)
     return _run_fit(args, cfg, run_id=None, resume=False, extra=0, name=args.name)
 
 

@@ -17,7 +17,7 @@ from .devices import pick_device
 from .errors import RunError
 from .events import RunStatus
 from .store import RunStore
-from .trainer import FitResult, Observer, fit
+from .trainer import FitResult, Observer, check_startable, fit
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class JobManager:
     # ---- starting -------------------------------------------------------
     def submit(self, config: RunConfig, name: str | None = None) -> str:
         """Validate, create the run (queued) and schedule it. Raises ConfigError before anything is written."""
-        config.check()
+        check_startable(config, runs_dir=self.store.root)
         run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                        dataset=config.data.path)
         self._enqueue(Job(run_id, config), config.train.device)
@@ -119,9 +119,8 @@ class JobManager:
         with self._lock:
             self._closed = True
             jobs = [j for j in self._jobs.values() if not j.done.is_set()]
-            for cond in self._wake.values():
-                with cond:
-                    cond.notify_all()
+            for cond in self._wake.values():  # conditions share self._lock, which is held here
+                cond.notify_all()
         for job in jobs:
             self.stop(job.run_id)
         for job in jobs:

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from .errors import RunError
-from .events import (BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted,
+from .events import (BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted,
                      RunStatus)
 
 DB_NAME = "runs.sqlite"

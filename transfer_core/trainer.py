@@ -22,18 +22,18 @@ from safetensors.torch import load_file, save_file
 
 from . import batching
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .control import RunControl
 from .devices import amp_dtype, autocast, is_out_of_memory, pick_device
-from .errors import RunError, TransferError
+from .errors import DataError, RunError, TransferError
 from .evaluate import compute_metrics, predict_dataset, save_predictions
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
 from .freezing import (Segment, apply_trainable, count_trainable, optimizer_param_groups, plan_segments,
                        segment_for_epoch, set_train_mode)
-from .models import build_model
+from .models import build_model, get_spec
 from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler
-from .preparation import PreparedData, prepare_data
+from .preparation import PreparedData, guess_modality, prepare_data
 from .store import RunStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,20 @@ class FitResult:
 
 class _Stopped(Exception):
     """Raised inside the loop when a stop was requested; caught by fit()."""
+
+
+def check_startable(config: RunConfig, *, runs_dir=None) -> RunConfig:
+    """Reject a run before anything is written: invalid settings, unknown model, missing data."""
+    config.check()
+    spec = get_spec(config.model.name, runs_dir=runs_dir)
+    for field_name, path in (("data.path", config.data.path), ("data.val_path", config.data.val_path)):
+        if path and not path.startswith("demo:") and not Path(path).exists():
+            raise DataError(f"{field_name}: nothing at {path}; give an existing folder, .zip or CSV/TSV/JSONL file")
+    modality = guess_modality(config.data.path)
+    if spec.modality != modality:
+        raise ConfigError(f"model.name {spec.name} is a {spec.modality} model but {config.data.path} holds {modality}s; "
+                          f"pick a {modality} model (see `python -m transfer_core models`)")
+    return config
 
 
 def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None, control: RunControl | None = None,

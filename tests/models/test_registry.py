@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,4 +60,4 @@ def test_empty_name():
 
 def test_engine_import_does_not_pull_streamlit():
     code = "import transfer_core.models as m, sys; m.list_specs(); assert 'streamlit' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], check=True, timeout=60)

@@ -24,7 +24,8 @@ class HeadLinear(nn.Linear):
         self.dropout = float(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.dropout(x, self.dropout, self.training))
+        # F.linear rather than super().forward(): TorchScript cannot script super() calls.
+        return F.linear(F.dropout(x, self.dropout, self.training), self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, dropout={self.dropout}"

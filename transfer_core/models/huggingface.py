@@ -19,9 +19,7 @@ from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, ModelSpec, TextPreprocess
 from .grouping import generic_groups
 from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, swap_module
-from .network import reachable
-
-OFFLINE_HINT = "use an offline model: efficientnet_lite0 (images) or minilm_l6 (texts)"
+from .network import OFFLINE_HINT, reachable
 
 # Well-known hub models shown in the catalogue (modality known without a download).
 KNOWN = {
@@ -151,7 +149,8 @@ class HFClassifier(nn.Module):
         kwargs = {k: given[k] for k in self.accepted if given[k] is not None}
         if self.interpolate_pos_encoding:
             kwargs["interpolate_pos_encoding"] = True
-        return self.model(**kwargs, return_dict=True).logits
+        out = self.model(**kwargs)
+        return out.logits if hasattr(out, "logits") else out[0]
 
 
 def _base_prefix(model: nn.Module) -> str:
@@ -211,7 +210,7 @@ def set_head_dropout(model: nn.Module, p: float) -> None:
             head = model.get_submodule(path)
             if isinstance(head, HeadLinear):
                 head.dropout = p
-            else:
+            elif p > 0:
                 new = HeadLinear(head.in_features, head.out_features, p)
                 new.load_state_dict(head.state_dict())
                 swap_module(model, path, new.to(device=head.weight.device, dtype=head.weight.dtype))
@@ -318,19 +317,20 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
         if hasattr(config, key):
             setattr(config, key, head_dropout)
     auto = AutoModelForImageClassification if spec.modality == "image" else AutoModelForSequenceClassification
+    where = _source_kwargs(source)
     try:
         with quiet_transformers():
             if pretrained:
                 model = auto.from_pretrained(source, config=config, ignore_mismatched_sizes=True,
-                                             trust_remote_code=False, **_source_kwargs(source))
+                                             trust_remote_code=False, **where)
             else:
                 model = auto.from_config(config, trust_remote_code=False)
             if spec.modality == "text":
                 tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False,
-                                                          **{k: v for k, v in _source_kwargs(source).items() if k != "use_safetensors"})
+                                                          local_files_only=where.get("local_files_only", False))
     except (OSError, ValueError, KeyError) as exc:
         raise _explain(spec.name, exc) from exc
-    if not pretrained or saved_labels != list(classes):
+    if pretrained and saved_labels != list(classes):
         # A checkpoint head for other labels (same count) would load silently; start it afresh.
         reset_head(model, classes, head_dropout)
     set_head_dropout(model, head_dropout)

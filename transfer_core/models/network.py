@@ -4,6 +4,9 @@ from __future__ import annotations
 import socket
 import time
 
+# The tail of every "could not download" error: what works with no network.
+OFFLINE_HINT = "use an offline model: efficientnet_lite0 (images) or minilm_l6 (texts)"
+
 _seen: dict[str, tuple[float, bool]] = {}
 
 

@@ -54,7 +54,7 @@ def get_spec(name: str, *, runs_dir: str | Path | None = None) -> ModelSpec:
     if huggingface.is_local(name) or "/" in name:
         return huggingface.hf_spec(name)
     some = ", ".join(list(_catalogue())[:6])
-    raise ModelError(f"unknown model '{name}'; use a registry name ({some}, ...), a Hugging Face hub id, "
+    raise ModelError(f"unknown model '{name}'; use a registry name ({some}, ...), a Hugging Face hub id (org/name), "
                      "a local Hugging Face folder or run:<id>; see `python -m transfer_core models`")
 
 

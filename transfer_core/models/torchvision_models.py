@@ -10,9 +10,8 @@ from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, ModelSpec
 from .grouping import block_stages, chunk, groups_from_prefixes
 from .heads import IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, replace_head_torch, replace_linear, silence_dropout
-from .network import reachable
+from .network import OFFLINE_HINT, reachable
 
-OFFLINE_HINT = "use an offline model: efficientnet_lite0 (images) or minilm_l6 (texts)"
 VIT_PATCH = 16
 
 
@@ -45,9 +44,10 @@ def _convnext_groups(net):
 
 
 def _vit_groups(net):
-    layers = [f"model.encoder.layers.encoder_layer_{i}" for i in range(len(net.model.encoder.layers))]
     spec = [("embeddings", ["model.conv_proj", "model.class_token", "model.encoder.pos_embedding"])]
-    spec += [(f"layers{i * len(c)}-{i * len(c) + len(c) - 1}", c) for i, c in enumerate(chunk(layers, 6))]
+    for part in chunk(list(range(len(net.model.encoder.layers))), 6):
+        name = f"layer{part[0]}" if len(part) == 1 else f"layers{part[0]}-{part[-1]}"
+        spec.append((name, [f"model.encoder.layers.encoder_layer_{i}" for i in part]))
     return groups_from_prefixes(net, spec + [("final_norm", ["model.encoder.ln"]), ("head", ["model.heads"])])
 
 
