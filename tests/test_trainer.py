@@ -206,3 +206,22 @@ def test_wrong_modality_fails(digits_folder, store):
     result = fit(image_config(digits_folder, model__name="tiny_bert"), store=store)
     assert result.status == RunStatus.FAILED
     assert "image" in result.message and "text" in result.message
+
+
+@pytest.mark.parametrize("make_config, data", [("image", "digits_folder"), ("text", "topics_csv")])
+def test_feature_cache_gives_same_metrics_as_full_forward(make_config, data, store, request):
+    path = request.getfixturevalue(data)
+    build = image_config if make_config == "image" else text_config
+    extra = {"freeze__preset": "feature_extraction", "model__head_dropout": 0.1, "optim__lr": 0.01}
+    cached_rec, plain_rec = Recorder(), Recorder()
+    cached = fit(build(path, **extra), store=store, observers=[cached_rec])
+    plain = fit(build(path, train__cache_features=False, **extra), store=store, observers=[plain_rec])
+    assert cached.status == plain.status == RunStatus.COMPLETED
+    assert any("frozen backbone" in e.message for e in cached_rec.events if e.kind == "Notice")
+    assert not any(e.kind == "Notice" and "frozen backbone" in e.message for e in plain_rec.events)
+    assert cached.metrics["val_accuracy"] == plain.metrics["val_accuracy"]
+    assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], abs=1e-5)
+    # A second run with other hyperparameters reuses the stored features.
+    again_rec = Recorder()
+    fit(build(path, **{**extra, "optim__lr": 0.02}), store=store, observers=[again_rec])
+    assert any("reused" in e.message for e in again_rec.events if e.kind == "Notice")

@@ -47,7 +47,7 @@ class ModelConfig:
     name: str = _field("efficientnet_lite0", "Pretrained model: a registry name, a Hugging Face hub id, a local Hugging Face folder, or run:<run id>.")
     pretrained: bool = _field(True, "Start from pretrained weights. Off: random initialisation (useful only as a baseline).", advanced=True)
     image_size: int = _field(224, "Images are resized to this many pixels square.", min=16, max=1024)
-    max_length: int = _field(128, "Texts are cut to this many tokens.", min=8, max=4096)
+    max_length: int = _field(256, "Texts are cut to this many tokens.", min=8, max=4096)
     head_dropout: float = _field(0.0, "Dropout before the new classification head.", min=0.0, max=0.9, advanced=True)
 
 
@@ -68,7 +68,8 @@ class FreezeConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = _field("adamw", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = _field(1e-3, "Learning rate of the head (groups below it may get less, see lr_decay).", min=1e-7, max=10.0)
+    lr: float = _field(2e-3, "Learning rate of the head (groups below it may get less, see lr_decay). "
+                             "For full fine-tuning of a transformer, 2e-5 to 5e-5 is typical.", min=1e-7, max=10.0)
     weight_decay: float = _field(0.01, "Weight decay (L2 penalty; decoupled for AdamW).", min=0.0, max=1.0, advanced=True)
     momentum: float = _field(0.9, "Momentum for SGD.", min=0.0, max=0.999, advanced=True)
     scheduler: str = _field("cosine", "How the learning rate changes over training.", choices=SCHEDULERS)
@@ -93,7 +94,7 @@ class AugmentConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _field(5, "Passes over the training data.", min=1, max=1000)
+    epochs: int = _field(10, "Passes over the training data.", min=1, max=1000)
     batch_size: int = _field(32, "Samples per step.", min=1, max=4096)
     seed: int = _field(0, "Random seed: the same seed on the CPU gives the same metrics.", min=0, max=2**31 - 1)
     device: str = _field("auto", "Where to train: auto picks cuda, then mps, then cpu.", choices=DEVICES)
@@ -101,6 +102,8 @@ class TrainConfig:
     early_stopping_patience: int = _field(0, "Stop after this many epochs without improvement of the metric below (0: off). The best weights are restored.",
                                           min=0, max=1000, advanced=True)
     early_stopping_metric: str = _field("val_loss", "Metric watched by early stopping.", choices=METRICS, advanced=True)
+    cache_features: bool = _field(True, "When only the head trains and augmentation is off, run the frozen backbone once per sample "
+                                        "and reuse its output every epoch (much faster, same result).", advanced=True)
     num_workers: int = _field(0, "Background processes that load data (0: load in the training thread).", min=0, max=64, advanced=True)
 
 

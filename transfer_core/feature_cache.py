@@ -31,7 +31,7 @@ CACHE_DIR = ".feature_cache"
 
 def cache_applies(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) -> bool:
     """True when the frozen part's output is the same every epoch: only the head trains, no augmentation."""
-    if not getattr(built.net, "supports_feature_split", False):
+    if not config.train.cache_features or not getattr(built.net, "supports_feature_split", False):
         return False
     if trainable != (built.groups[-1].name,):
         return False
@@ -87,3 +87,15 @@ def cached_features(built: BuiltModel, samples, *, key: str, cache_root: Path | 
         except OSError:
             pass  # the cache is an optimisation: a full or read-only disk must not fail the run
     return feats, False
+
+
+def backbone_digest(built: BuiltModel) -> str:
+    """Hash of every weight and buffer outside the head: features are only reused for identical backbones."""
+    head = set(built.groups[-1].param_names)
+    h = hashlib.sha256()
+    for name, tensor in built.net.state_dict().items():
+        if name in head:
+            continue
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

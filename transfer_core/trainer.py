@@ -26,7 +26,8 @@ from .config import ConfigError, RunConfig
 from .control import RunControl
 from .devices import amp_dtype, autocast, is_out_of_memory, pick_device
 from .errors import DataError, RunError, TransferError
-from .evaluate import compute_metrics, predict_dataset, save_predictions
+from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
+from .feature_cache import backbone_digest, cache_applies, cache_key, cached_features
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
 from .freezing import (Segment, apply_trainable, count_trainable, optimizer_param_groups, plan_segments,
                        segment_for_epoch, set_train_mode)
@@ -117,6 +118,8 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"epoch": -1, "value": None}
         self.bad_epochs = 0
+        self.features = None
+        self.cache_pending = False
 
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
@@ -148,6 +151,7 @@ class Trainer:
 
         group_names = [g.name for g in self.built.groups]
         self.train_samples = batching.sample_set(self.built, self.data.splits.train, augment=cfg.augment)
+        self.train_targets = torch.tensor(self.train_samples.targets, device=self.device)
         self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         start_epoch, step_in_epoch, self.global_step = 0, 0, 0
         self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
@@ -219,6 +223,33 @@ class Trainer:
             if scaler_state:
                 self.scaler.load_state_dict(scaler_state)
         self.trainable_params = [p for p in self.built.net.parameters() if p.requires_grad]
+        # Cache only while the backbone has never trained, so its features are those of the start weights.
+        head_only_so_far = all(cache_applies(self.built, s.trainable, cfg) for s in self.segments[:index + 1])
+        self.features = None
+        self.cache_pending = head_only_so_far  # computed at first use, after RunStarted is out
+
+    def _ensure_features(self) -> None:
+        if self.cache_pending:
+            self.cache_pending = False
+            self.features = self._backbone_features()
+
+    def _backbone_features(self) -> dict:
+        """Frozen-backbone outputs per split (computed once, or read from the runs directory's cache)."""
+        cfg = self.config
+        digest = backbone_digest(self.built)
+        features, hits = {}, []
+        for split in ("train", "val"):
+            dataset = getattr(self.data.splits, split)
+            samples = self.train_samples if split == "train" else batching.sample_set(self.built, dataset)
+            key = cache_key(cfg, self.built, f"{dataset.fingerprint()}:{digest}", split)
+            feats, hit = cached_features(self.built, samples, key=key, cache_root=self.store.root,
+                                         batch_size=max(cfg.train.batch_size, 64), device=self.device, amp_dtype=self.amp)
+            features[split] = feats.to(self.device)
+            hits.append(hit)
+        self._emit(Notice(self.run_id, time.time(), message=(
+            "frozen backbone: features reused from an earlier run" if all(hits) else
+            "frozen backbone: each sample went through it once; epochs now train only the head")))
+        return features
 
     def _extend(self, extra: int, start_epoch: int, step_in_epoch: int) -> tuple[int, int]:
         """Append a segment of `extra` epochs that trains what the last segment trained."""
@@ -234,21 +265,13 @@ class Trainer:
         cfg = self.config
         seg = self.segments[self.seg_index]
         set_train_mode(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
-        batches = batching.epoch_batches(len(self.train_samples), cfg.train.batch_size, shuffle=True,
-                                         seed=cfg.train.seed, epoch=epoch)
-        loader = batching.make_loader(self.built, self.train_samples, batches[first_step:],
-                                      num_workers=cfg.train.num_workers, pin_memory=self.device.type == "cuda",
-                                      seed=cfg.train.seed * 100_003 + epoch)
         criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
-        net = self.built.net
         step_in_epoch = first_step
         tick = time.perf_counter()
-        for inputs, targets, _ in loader:
+        for forward, targets in self._batches(epoch, first_step):
             self._check_control(epoch, step_in_epoch, accum)
-            inputs = batching.to_device(inputs, self.device, non_blocking=True)
-            targets = targets.to(self.device, non_blocking=True)
             with autocast(self.device, self.amp):
-                logits = net(**inputs)
+                logits = forward()
                 loss = criterion(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -272,12 +295,34 @@ class Trainer:
             tick = time.perf_counter()
         self.accum = accum
 
+    def _batches(self, epoch: int, first_step: int):
+        """(forward, targets) per step of the epoch, from the feature cache or the data loader.
+
+        Both paths visit the samples in the same (seed, epoch) order.
+        """
+        cfg = self.config
+        net = self.built.net
+        self._ensure_features()
+        batches = batching.epoch_batches(len(self.train_samples), cfg.train.batch_size, shuffle=True,
+                                         seed=cfg.train.seed, epoch=epoch)[first_step:]
+        if self.features is not None:
+            feats, targets = self.features["train"], self.train_targets
+            for idx in batches:
+                idx = torch.tensor(idx, device=self.device)
+                yield (lambda f=feats[idx]: net.head_logits(f)), targets[idx]
+            return
+        loader = batching.make_loader(self.built, self.train_samples, batches, num_workers=cfg.train.num_workers,
+                                      pin_memory=self.device.type == "cuda", seed=cfg.train.seed * 100_003 + epoch)
+        for inputs, targets, _ in loader:
+            inputs = batching.to_device(inputs, self.device, non_blocking=True)
+            yield (lambda i=inputs: net(**i)), targets.to(self.device, non_blocking=True)
+
     def _end_epoch(self, epoch: int) -> bool:
         """Validate, checkpoint and report; True when early stopping ends the run."""
         cfg = self.config
         accum = self.accum
         self.train_seconds += accum["seconds"]
-        val = self._evaluate(self.data.splits.val)
+        val = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": accum["loss_sum"] / max(accum["seen"], 1),
                "train_accuracy": accum["correct"] / max(accum["seen"], 1), "val_loss": val["loss"],
                "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}
@@ -304,9 +349,14 @@ class Trainer:
             self.bad_epochs += 1
         return better
 
-    def _evaluate(self, dataset, predictions_file: str | None = None) -> dict:
-        preds = predict_dataset(self.built, dataset, batch_size=max(self.config.train.batch_size, 64),
-                                device=self.device, amp=self.amp is not None)
+    def _evaluate(self, split: str, predictions_file: str | None = None) -> dict:
+        dataset = getattr(self.data.splits, split)
+        self._ensure_features()
+        if self.features is not None and split in self.features:
+            preds = predict_features(self.built, self.features[split], dataset, device=self.device)
+        else:
+            preds = predict_dataset(self.built, dataset, batch_size=max(self.config.train.batch_size, 64),
+                                    device=self.device, amp=self.amp is not None)
         metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
         losses = preds.losses
         metrics["loss"] = float(np.nanmean(losses)) if len(losses) else float("nan")
@@ -358,12 +408,12 @@ class Trainer:
         return FitResult(self.run_id, status, epochs_done, best_epoch, metrics, self.train_seconds)
 
     def _final_metrics(self) -> dict:
-        val = self._evaluate(self.data.splits.val, PREDICTIONS_FILE)
+        val = self._evaluate("val", PREDICTIONS_FILE)
         metrics = {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "val_loss": val["loss"],
                    "epochs": len(self.history)}
         full = {"val": val}
         if self.data.splits.test is not None and len(self.data.splits.test):
-            test = self._evaluate(self.data.splits.test, "test_predictions.csv")
+            test = self._evaluate("test", "test_predictions.csv")
             metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_loss=test["loss"])
             full["test"] = test
         full["summary"] = metrics

@@ -48,3 +48,51 @@ def text_batch(built, texts=("a short text", "another, longer text here")) -> di
 def state_of(module: torch.nn.Module, skip: str | None = None) -> dict:
     """A detached copy of a state dict, optionally without keys starting with `skip`."""
     return {k: v.detach().clone() for k, v in module.state_dict().items() if not (skip and k.startswith(skip))}
+
+
+def assert_feature_split(built: BuiltModel, batch: dict, reference: torch.Tensor | None = None, atol: float = 1e-5) -> torch.Tensor:
+    """forward == head_logits(features), features below the head only, head_logits on exactly the head group.
+
+    `reference` is the logits of the wrapped model's own forward (eval mode), when there is one to compare.
+    Returns the features.
+    """
+    net = built.net
+    assert net.supports_feature_split is True
+    net.eval()
+    with torch.no_grad():
+        feats = net.features(**batch)
+        split = net.head_logits(feats)
+        whole = net(**batch)
+    n = next(iter(batch.values())).shape[0]
+    assert isinstance(feats, torch.Tensor) and feats.shape[0] == n
+    assert torch.equal(split, whole), "forward must be head_logits(features)"
+    if reference is not None:
+        assert torch.allclose(split, reference, atol=atol), (split - reference).abs().max()
+
+    params = dict(net.named_parameters())
+    head = set(built.groups[-1].param_names)
+    # head_logits uses exactly the head group's parameters ...
+    net.zero_grad(set_to_none=True)
+    net.head_logits(net.features(**batch).detach()).sum().backward()
+    assert {k for k, p in params.items() if p.grad is not None} == head
+    # ... and features none of them.
+    net.zero_grad(set_to_none=True)
+    net.features(**batch).float().sum().backward()
+    used = {k for k, p in params.items() if p.grad is not None}
+    assert used and not (used & head), sorted(used & head)
+    net.zero_grad(set_to_none=True)
+
+    # Non-head modules in eval, head in train (as when only the head trains): features are deterministic,
+    # and the head's own dropout (if any) acts inside head_logits, so cached == uncached for one RNG state.
+    modules = dict(net.named_modules())
+    for name in built.groups[-1].module_names:
+        modules[name].train()
+    with torch.no_grad():
+        assert torch.equal(net.features(**batch), feats)
+        torch.manual_seed(7)
+        uncached = net(**batch)
+        torch.manual_seed(7)
+        cached = net.head_logits(feats)
+    assert torch.equal(uncached, cached)
+    net.eval()
+    return feats

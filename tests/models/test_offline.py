@@ -46,13 +46,41 @@ def test_minilm_loads_the_installed_weights(minilm):
     key = next(k for k in raw if k.endswith("encoder.layer.3.attention.self.query.weight"))
     ours = next(k for k in state if k.endswith("encoder.layer.3.attention.self.query.weight"))
     assert torch.equal(state[ours], raw[key])
-    pooler_raw = next(k for k in raw if k.endswith("pooler.dense.weight"))
-    assert torch.equal(minilm.hf_model.bert.pooler.dense.weight, raw[pooler_raw])
+    assert any(k.endswith("pooler.dense.weight") for k in raw)    # loaded, then set to the identity (below)
 
 
 def test_minilm_pooler_trains_with_the_head(minilm):
     head = minilm.groups[-1]
     assert any("pooler" in n for n in head.param_names) and any("classifier" in n for n in head.param_names)
+
+
+def test_minilm_pooler_starts_as_identity(minilm):
+    """A sentence-transformers checkpoint (modules.json): the head starts from tanh(first token)."""
+    from transfer_core.models.huggingface import is_sentence_transformer
+    assert is_sentence_transformer(str(minilm_dir()))
+    dense = minilm.hf_model.bert.pooler.dense
+    assert torch.equal(dense.weight, torch.eye(384)) and torch.equal(dense.bias, torch.zeros(384))
+    assert "model.bert.pooler.dense.weight" in minilm.groups[-1].param_names
+    batch = text_batch(minilm)
+    minilm.net.eval()
+    with torch.no_grad():
+        first = minilm.hf_model.bert(**batch).last_hidden_state[:, 0]
+        assert torch.allclose(minilm.hf_model.bert.pooler(minilm.net.features(**batch)), torch.tanh(first), atol=1e-6)
+    random = build_model("minilm_l6", ["a", "b"], pretrained=False)
+    assert not torch.equal(random.hf_model.bert.pooler.dense.weight, torch.eye(384))
+
+
+def test_plain_bert_folder_keeps_its_pooler(tmp_path):
+    """No modules.json: an ordinary (or fine-tuned and exported) checkpoint keeps its trained pooler."""
+    torch.manual_seed(3)
+    tiny = build_model("tiny_bert", ["a", "b"])
+    tiny.hf_model.save_pretrained(tmp_path)
+    tiny.preprocess.tokenizer.save_pretrained(tmp_path)
+    loaded = build_model(str(tmp_path), ["a", "b"])
+    assert torch.equal(loaded.hf_model.bert.pooler.dense.weight, tiny.hf_model.bert.pooler.dense.weight)
+    (tmp_path / "modules.json").write_text("[]")
+    as_st = build_model(str(tmp_path), ["a", "b"])
+    assert torch.equal(as_st.hf_model.bert.pooler.dense.weight, torch.eye(32))
 
 
 def test_minilm_labels_and_tokenizer(minilm):

@@ -46,6 +46,13 @@ class BuiltModel:
     {"pixel_values": float tensor (N, 3, H, W)}; text batches are
     {"input_ids": ..., "attention_mask": ...} (plus token_type_ids when the tokenizer gives them).
     `groups` run from the input to the head; the last group is always named "head".
+
+    Where `net.supports_feature_split` is True (every catalogue family, and Hugging
+    Face architectures whose head is known or provably a single Linear),
+    `net.features(**batch)` is everything below the head group (e.g. the pooled
+    (N, C) vector, or the first token (N, 1, H) of a text model) and
+    `net.head_logits(features)` is the head group alone, its dropout included;
+    `net(**batch)` is computed as `net.head_logits(net.features(**batch))`.
     """
     spec: "ModelSpec"
     net: nn.Module

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,15 +32,43 @@ class HeadLinear(nn.Linear):
         return f"{super().extra_repr()}, dropout={self.dropout}"
 
 
-class PixelClassifier(nn.Module):
-    """forward(pixel_values) -> logits, around any image model taking a tensor."""
+# features_fn(model, pixel_values) -> what the head reads; head_fn(model, features) -> logits.
+FeaturesFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
-    def __init__(self, model: nn.Module):
+
+class PixelClassifier(nn.Module):
+    """forward(pixel_values) -> logits, around any image model taking a tensor.
+
+    Given the family's split, `features(pixel_values)` runs everything below the
+    "head" group (e.g. the pooled (N, C) vector) and `head_logits(features)` runs
+    the head group alone (its dropout included); forward is exactly
+    `head_logits(features(...))`, so a trainer may cache the features of a frozen
+    backbone and train the head on them with the same result. The functions look
+    the modules up at call time, so a head swapped by replace_head is used at once.
+    """
+
+    def __init__(self, model: nn.Module, features_fn: FeaturesFn | None = None, head_fn: HeadFn | None = None):
         super().__init__()
         self.model = model
+        self._features_fn = features_fn
+        self._head_fn = head_fn
+        self.supports_feature_split = features_fn is not None and head_fn is not None
+
+    def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self._features_fn is None:
+            raise NotImplementedError(f"{type(self.model).__name__} has no head/feature split")
+        return self._features_fn(self.model, pixel_values)
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self._head_fn is None:
+            raise NotImplementedError(f"{type(self.model).__name__} has no head/feature split")
+        return self._head_fn(self.model, features)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values)
+        if not self.supports_feature_split:
+            return self.model(pixel_values)
+        return self.head_logits(self.features(pixel_values))
 
 
 def new_head(old: nn.Linear, num_classes: int, dropout: float) -> HeadLinear:

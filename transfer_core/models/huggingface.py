@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
 from torch import nn
 
 from ..errors import ModelError
@@ -127,6 +128,163 @@ def modality_of(config, folder: Path | None = None) -> str:
                      "pick a *ForImageClassification or *ForSequenceClassification model")
 
 
+# ---- head/feature split per family ------------------------------------------
+# Each known family's classification block, re-done from its modeling_*.py
+# (transformers 5.x) so that logits == head(model, features(last hidden state)).
+# `features` keeps only what the head reads (the first token, as (N, 1, H) for
+# text or (N, H) for ViT); `head` is exactly the "head" group's computation,
+# its dropout included.
+
+def _first_token(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden[:, :1]
+
+
+def _cls_token(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden[:, 0]
+
+
+def _bert_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    # BertForSequenceClassification: pooler (dense + tanh on token 0), dropout, classifier.
+    pooled = getattr(model, model.base_model_prefix).pooler(features)
+    return model.classifier(model.dropout(pooled))
+
+
+def _distilbert_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    # DistilBertForSequenceClassification: pre_classifier, ReLU, dropout, classifier on token 0.
+    x = torch.relu(model.pre_classifier(features[:, 0]))
+    return model.classifier(model.dropout(x))
+
+
+def _classifier_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    # RoBERTa-style *ClassificationHead (reads features[:, 0, :]) or ViT/DeiT's Linear on the class token.
+    return model.classifier(features)
+
+
+def _has(model: nn.Module, *paths: str) -> bool:
+    for path in paths:
+        try:
+            if not isinstance(model.get_submodule(path), nn.Module):
+                return False
+        except AttributeError:
+            return False
+    return True
+
+
+_ROBERTA_HEAD = (_first_token, _classifier_head, ("classifier.dense", "classifier.dropout", "classifier.out_proj"))
+# class name: (features from the last hidden state, head, submodules the head needs)
+SPLITS = {
+    "BertForSequenceClassification": (_first_token, _bert_head, ("dropout", "classifier")),
+    "DistilBertForSequenceClassification": (_first_token, _distilbert_head, ("pre_classifier", "dropout", "classifier")),
+    "RobertaForSequenceClassification": _ROBERTA_HEAD,
+    "XLMRobertaForSequenceClassification": _ROBERTA_HEAD,
+    "XLMRobertaXLForSequenceClassification": _ROBERTA_HEAD,
+    "CamembertForSequenceClassification": _ROBERTA_HEAD,
+    "RobertaPreLayerNormForSequenceClassification": _ROBERTA_HEAD,
+    "Data2VecTextForSequenceClassification": _ROBERTA_HEAD,
+    "ViTForImageClassification": (_cls_token, _classifier_head, ("classifier",)),
+    "DeiTForImageClassification": (_cls_token, _classifier_head, ("classifier",)),
+}
+
+# Marks the generic split: features = the input of the single final Linear (see _linear_input_split).
+LINEAR_INPUT = "linear_input"
+
+
+def _family_split(model: nn.Module) -> str | None:
+    name = type(model).__name__
+    if name not in SPLITS or not _base_prefix(model):
+        return None
+    needs = SPLITS[name][2]
+    if name == "BertForSequenceClassification":
+        pooler = getattr(getattr(model, model.base_model_prefix), "pooler", None)
+        if not isinstance(pooler, nn.Module):
+            return None
+    return name if _has(model, *needs) else None
+
+
+def _outside_base_params(model: nn.Module) -> set[str]:
+    base = _base_prefix(model)
+    names = {n for n, _ in model.named_parameters() if not (base and n.startswith(base + "."))}
+    pooler = getattr(getattr(model, base), "pooler", None) if base else None
+    if isinstance(pooler, nn.Module):     # hf_groups puts a base pooler with weights into the head
+        names |= {f"{base}.pooler.{n}" for n, _ in pooler.named_parameters()}
+    return names
+
+
+def _probe_inputs(model: nn.Module, accepted: list[str]) -> dict | None:
+    param = next(model.parameters())
+    config = model.config
+    if "pixel_values" in accepted:
+        size = native_image_size(config)
+        channels = int(getattr(config, "num_channels", 3) or 3)
+        return {"pixel_values": torch.zeros(1, channels, size, size, device=param.device, dtype=param.dtype)}
+    if "input_ids" in accepted:
+        vocab = int(getattr(config, "vocab_size", 0) or 0)
+        if vocab < 8:
+            return None
+        ids = torch.tensor([[1, 5, 6, 7, 2]], device=param.device)
+        out = {"input_ids": ids}
+        if "attention_mask" in accepted:
+            out["attention_mask"] = torch.ones_like(ids)
+        return out
+    return None
+
+
+class _ReachedHead(Exception):
+    """Raised at the final Linear's input to end a forward pass early, carrying that input."""
+
+    def __init__(self, features: torch.Tensor):
+        super().__init__("reached the classification head")
+        self.features = features
+
+
+def _stop_at_input(module: nn.Module, args: tuple):
+    raise _ReachedHead(args[0])
+
+
+def _linear_input_split(model: nn.Module, accepted: list[str]) -> str | None:
+    """Path of the final Linear when logits are exactly `linear(x)` for an x below the head, else None.
+
+    Safe only when (a) the head group is that Linear alone (no other weights
+    outside the base, no base pooler with weights), (b) no dropout module sits
+    outside the base (it would run inside `features`), and (c) one eval-mode
+    probe shows the model calls the Linear once, on a (N, D) input, and returns
+    its output object itself as logits (no pooling or reshaping after it).
+    """
+    try:
+        paths = _final_linears(model, model.config.num_labels)
+    except ModelError:
+        return None
+    if len(paths) != 1:
+        return None
+    path = paths[0]
+    linear = model.get_submodule(path)
+    own = {f"{path}.{n}" for n, _ in linear.named_parameters()}
+    if _outside_base_params(model) != own:
+        return None
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) for _, m in _outside_base(model)):
+        return None
+    inputs = _probe_inputs(model, accepted)
+    if inputs is None:
+        return None
+    calls = []
+    handle = linear.register_forward_hook(lambda m, args, output: calls.append((args, output)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(**inputs)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+    except Exception:       # an architecture the probe cannot feed: no split, the plain forward still works
+        return None
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if len(calls) != 1 or len(calls[0][0]) != 1:
+        return None
+    (x,), output = calls[0]
+    return path if output is logits and isinstance(x, torch.Tensor) and x.dim() == 2 else None
+
+
 # ---- wrapping --------------------------------------------------------------
 
 class HFClassifier(nn.Module):
@@ -134,6 +292,14 @@ class HFClassifier(nn.Module):
 
     Inputs the wrapped model does not take (e.g. token_type_ids for DistilBERT)
     are dropped, so one tokenizer's batches fit any text model.
+
+    For the families in SPLITS, `features(**batch)` calls the base model and keeps
+    what the head reads, `head_logits(features)` runs the family's head modules,
+    and forward is exactly `head_logits(features(**batch))`: the same logits as
+    the transformers model's own forward, so save_pretrained exports predict the
+    same. Another architecture gets the generic split of _linear_input_split when
+    that is provably safe; otherwise `supports_feature_split` is False and
+    forward is the model's own.
     """
 
     def __init__(self, model: nn.Module, interpolate_pos_encoding: bool = False):
@@ -142,14 +308,65 @@ class HFClassifier(nn.Module):
         accepted = set(inspect.signature(model.forward).parameters)
         self.accepted = sorted(accepted & {"input_ids", "attention_mask", "token_type_ids", "pixel_values"})
         self.interpolate_pos_encoding = interpolate_pos_encoding
+        self.split = _family_split(model)
+        self.linear_path = None
+        self.base_accepted: list[str] = []
+        self.base_interpolates = False
+        if self.split is not None:
+            base = getattr(model, model.base_model_prefix)
+            base_params = set(inspect.signature(base.forward).parameters)
+            self.base_accepted = sorted(base_params & set(self.accepted))
+            self.base_interpolates = interpolate_pos_encoding and "interpolate_pos_encoding" in base_params
+            if interpolate_pos_encoding and not self.base_interpolates:
+                self.split = None
+        if self.split is None:
+            self.linear_path = _linear_input_split(model, self.accepted)
+            if self.linear_path is not None:
+                self.split = LINEAR_INPUT
+        self.supports_feature_split = self.split is not None
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
+    def _kwargs(self, names: list[str], given: dict, interpolate: bool) -> dict:
+        kwargs = {k: given[k] for k in names if given[k] is not None}
+        if interpolate:
+            kwargs["interpolate_pos_encoding"] = True
+        return kwargs
+
+    def features(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None) -> torch.Tensor:
         given = {"input_ids": input_ids, "attention_mask": attention_mask,
                  "token_type_ids": token_type_ids, "pixel_values": pixel_values}
-        kwargs = {k: given[k] for k in self.accepted if given[k] is not None}
-        if self.interpolate_pos_encoding:
-            kwargs["interpolate_pos_encoding"] = True
-        out = self.model(**kwargs)
+        if self.split is None:
+            raise NotImplementedError(f"{type(self.model).__name__} has no head/feature split")
+        if self.split == LINEAR_INPUT:
+            # The model's forward stops where the final Linear would start: neither its weights nor its
+            # dropout (which would draw random numbers) run inside features.
+            handle = self.model.get_submodule(self.linear_path).register_forward_pre_hook(_stop_at_input)
+            try:
+                self.model(**self._kwargs(self.accepted, given, self.interpolate_pos_encoding))
+            except _ReachedHead as reached:
+                return reached.features
+            finally:
+                handle.remove()
+            raise RuntimeError(f"{type(self.model).__name__} returned without calling its classifier {self.linear_path}")
+        base = getattr(self.model, self.model.base_model_prefix)
+        # A BERT base model also runs its pooler (one matrix product on the first token); that output is
+        # unused here, so features do not depend on the pooler, which head_logits applies.
+        out = base(**self._kwargs(self.base_accepted, given, self.base_interpolates))
+        return SPLITS[self.split][0](out[0])
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.split is None:
+            raise NotImplementedError(f"{type(self.model).__name__} has no head/feature split")
+        if self.split == LINEAR_INPUT:
+            return self.model.get_submodule(self.linear_path)(features)
+        return SPLITS[self.split][1](self.model, features)
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None):
+        if self.supports_feature_split:
+            return self.head_logits(self.features(input_ids=input_ids, attention_mask=attention_mask,
+                                                  token_type_ids=token_type_ids, pixel_values=pixel_values))
+        given = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "token_type_ids": token_type_ids, "pixel_values": pixel_values}
+        out = self.model(**self._kwargs(self.accepted, given, self.interpolate_pos_encoding))
         return out.logits if hasattr(out, "logits") else out[0]
 
 
@@ -330,6 +547,8 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
                                                           local_files_only=where.get("local_files_only", False))
     except (OSError, ValueError, KeyError) as exc:
         raise _explain(spec.name, exc) from exc
+    if pretrained and is_sentence_transformer(source, where):
+        identity_pooler(model)
     if pretrained and saved_labels != list(classes):
         # A checkpoint head for other labels (same count) would load silently; start it afresh.
         reset_head(model, classes, head_dropout)
@@ -340,6 +559,42 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
     else:
         pre = image_preprocess(source, image_size)
     return wrap(spec, model, classes, pre, image_size if spec.modality == "image" else None)
+
+
+def is_sentence_transformer(source: str, where: dict | None = None) -> bool:
+    """True for a sentence-transformers checkpoint (a modules.json beside the weights)."""
+    if is_local(source):
+        return (Path(source).expanduser() / "modules.json").is_file()
+    try:
+        from transformers.utils.hub import cached_file
+        with quiet_transformers():
+            found = cached_file(source, "modules.json", local_files_only=(where or {}).get("local_files_only", False),
+                                _raise_exceptions_for_missing_entries=False,
+                                _raise_exceptions_for_connection_errors=False)
+        return found is not None
+    except Exception:       # unknown or unreachable: treat it as a plain checkpoint
+        return False
+
+
+def identity_pooler(model: nn.Module) -> bool:
+    """Set a BERT-style pooler's dense layer to the identity (weight I, bias 0); True when done.
+
+    A sentence-transformers checkpoint (e.g. all-MiniLM-L6-v2) is trained through
+    mean pooling; its BERT pooler is a leftover of next-sentence pretraining and
+    makes a worse linear probe than the raw first token (0.86 vs 0.92 on BBC
+    News). Starting it at the identity, the head (pooler included, it trains)
+    begins from tanh(first token).
+    """
+    base = _base_prefix(model)
+    pooler = getattr(getattr(model, base), "pooler", None) if base else None
+    dense = getattr(pooler, "dense", None)
+    if not isinstance(dense, nn.Linear) or dense.in_features != dense.out_features:
+        return False
+    with torch.no_grad():
+        dense.weight.copy_(torch.eye(dense.in_features, dtype=dense.weight.dtype, device=dense.weight.device))
+        if dense.bias is not None:
+            dense.bias.zero_()
+    return True
 
 
 def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float = 0.0) -> BuiltModel:

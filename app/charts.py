@@ -1,0 +1,125 @@
+"""Plotly figure builders. Pure functions of data frames and dicts, so they are easy to test."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TRAIN_COLOUR = "#2f6fde"
+VAL_COLOUR = "#e8590c"
+LR_COLOUR = "#2b8a3e"
+SPLIT_COLOURS = {"train": TRAIN_COLOUR, "val": VAL_COLOUR, "test": "#868e96"}
+
+
+def _layout(fig: go.Figure, height: int = 320, **kwargs) -> go.Figure:
+    settings = dict(height=height, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2),
+                    hovermode="x unified")
+    fig.update_layout(**{**settings, **kwargs})
+    return fig
+
+
+def class_counts(counts: dict[str, int], split_counts: dict[str, dict[str, int]] | None = None) -> go.Figure:
+    """Samples per class; stacked by split (train / val / test) when the split is known."""
+    classes = list(counts)
+    fig = go.Figure()
+    if split_counts:
+        for split, per_class in split_counts.items():
+            fig.add_bar(name=split, x=classes, y=[per_class.get(c, 0) for c in classes],
+                        marker_color=SPLIT_COLOURS.get(split))
+        fig.update_layout(barmode="stack")
+    else:
+        fig.add_bar(name="samples", x=classes, y=[counts[c] for c in classes], marker_color=TRAIN_COLOUR)
+    fig.update_yaxes(title="samples")
+    return _layout(fig, title="Samples per class")
+
+
+def _x(frame: pd.DataFrame, steps_per_epoch: int | None) -> pd.Series:
+    """Position in epochs: a step's fraction of the way through training (epoch 1.5 = half-way through epoch 2)."""
+    if steps_per_epoch:
+        return frame["step"] / steps_per_epoch
+    return frame["epoch"] + 1
+
+
+def training_curves(epochs: pd.DataFrame, steps: pd.DataFrame, steps_per_epoch: int | None = None) -> go.Figure:
+    """Loss, accuracy and learning rate side by side. Per-step training loss is drawn faintly,
+    the per-epoch training and validation values as lines with markers."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"), horizontal_spacing=0.07)
+    if len(steps):
+        xs = _x(steps, steps_per_epoch)
+        fig.add_scatter(x=xs, y=steps["loss"], name="training loss (per step)", mode="lines",
+                        line=dict(color=TRAIN_COLOUR, width=1), opacity=0.35, row=1, col=1)
+        fig.add_scatter(x=xs, y=steps["lr"], name="learning rate", mode="lines", line=dict(color=LR_COLOUR),
+                        showlegend=False, row=1, col=3)
+    if len(epochs):
+        xe = epochs["epoch"] + 1
+        fig.add_scatter(x=xe, y=epochs["train_loss"], name="training", mode="lines+markers",
+                        line=dict(color=TRAIN_COLOUR), legendgroup="train", row=1, col=1)
+        fig.add_scatter(x=xe, y=epochs["val_loss"], name="validation", mode="lines+markers",
+                        line=dict(color=VAL_COLOUR), legendgroup="val", row=1, col=1)
+        fig.add_scatter(x=xe, y=epochs["train_accuracy"], name="training", mode="lines+markers",
+                        line=dict(color=TRAIN_COLOUR), legendgroup="train", showlegend=False, row=1, col=2)
+        fig.add_scatter(x=xe, y=epochs["val_accuracy"], name="validation", mode="lines+markers",
+                        line=dict(color=VAL_COLOUR), legendgroup="val", showlegend=False, row=1, col=2)
+        if not len(steps):
+            fig.add_scatter(x=xe, y=epochs["lr"], name="learning rate", mode="lines+markers",
+                            line=dict(color=LR_COLOUR), showlegend=False, row=1, col=3)
+    if not len(epochs):
+        fig.add_annotation(text="validation curves appear<br>after the first epoch", xref="x2 domain",
+                           yref="y2 domain", x=0.5, y=0.5, showarrow=False, font=dict(color="#868e96"))
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(exponentformat="e", row=1, col=3)
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, height=340)
+
+
+def compare_curves(frame: pd.DataFrame, metric: str, names: dict[str, str], title: str | None = None) -> go.Figure:
+    """One line per run (frame from RunStore.metrics_for_runs, scope='epoch')."""
+    fig = go.Figure()
+    for run_id, part in frame.groupby("run_id", sort=False):
+        fig.add_scatter(x=part["epoch"] + 1, y=part[metric], mode="lines+markers", name=names.get(run_id, run_id))
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title=metric.replace("_", " "))
+    if "accuracy" in metric or "f1" in metric:
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, title=title or metric.replace("_", " ").capitalize(), hovermode="closest")
+
+
+def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: bool = False) -> go.Figure:
+    """Rows are the true classes, columns the predictions; the diagonal holds the correct ones."""
+    z = [list(map(float, row)) for row in matrix]
+    if normalise:
+        z = [[v / s if (s := sum(row)) else 0.0 for v in row] for row in z]
+    text = [[(f"{v:.0%}" if normalise else f"{int(v)}") for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=text, texttemplate="%{text}",
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", showscale=False))
+    fig.update_yaxes(autorange="reversed", title="true class")
+    fig.update_xaxes(title="predicted class", side="bottom")
+    size = max(320, min(900, 60 + 42 * len(classes)))
+    return _layout(fig, height=size, title="Confusion matrix (validation)")
+
+
+def top_k(top: list[dict]) -> go.Figure:
+    """Horizontal bars of the top-k labels, most likely on top."""
+    labels = [t["label"] for t in top][::-1]
+    probs = [t["probability"] for t in top][::-1]
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=TRAIN_COLOUR,
+                           text=[f"{p:.1%}" for p in probs], textposition="auto"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
+    return _layout(fig, height=max(200, 60 + 40 * len(labels)), title="Top predictions", hovermode="closest")
+
+
+def layer_params(groups: list[dict]) -> go.Figure:
+    """Parameters per layer group, coloured by whether the group trains."""
+    names = [g["group"] for g in groups]
+    colours = [TRAIN_COLOUR if g["trainable"] else "#ced4da" for g in groups]
+    fig = go.Figure(go.Bar(x=names, y=[g["params"] for g in groups], marker_color=colours,
+                           hovertemplate="%{x}: %{y:,} parameters<extra></extra>"))
+    fig.update_yaxes(title="parameters", type="log" if max((g["params"] for g in groups), default=0) > 1000 else "linear")
+    return _layout(fig, height=260, title="Parameters per layer group (blue: trains)", hovermode="closest")
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not math.isnan(x)

@@ -1,0 +1,56 @@
+"""The command line that reproduces a run config (shown on the Train page)."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from transfer_core.config import RunConfig, iter_fields
+
+from .resources import runs_dir
+
+# Settings with their own CLI flag.
+FLAGS = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
+         "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
+         "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed"}
+ALWAYS = ("data.path", "model.name", "freeze.preset", "train.epochs")
+
+
+def _show_path(value: str) -> str:
+    if value.startswith("demo:") or not value:
+        return value
+    try:
+        return str(Path(value).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return value
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def cli_command(cfg: RunConfig, name: str | None = None) -> str:
+    """`python -m transfer_core train ...` with every setting that differs from the defaults."""
+    defaults = {d: v for d, _, v in iter_fields(RunConfig())}
+    args = ["python", "-m", "transfer_core"]
+    if runs_dir() != (Path.cwd() / "runs").resolve():
+        args += ["--runs-dir", _show_path(str(runs_dir()))]
+    args.append("train")
+    extra = []
+    for dotted, _, value in iter_fields(cfg):
+        if value == defaults[dotted] and dotted not in ALWAYS:
+            continue
+        if dotted in ("data.path", "data.val_path"):
+            value = _show_path(value)
+        if dotted in FLAGS:
+            args += [FLAGS[dotted], _text(value)]
+        else:
+            extra += ["--set", f"{dotted}={_text(value)}"]
+    if name:
+        args += ["--name", name]
+    return " ".join(shlex.quote(a) for a in args + extra)

@@ -1,0 +1,116 @@
+"""Forms generated from the run config: one widget per setting, built from the field's type and
+metadata (help, min, max, choices, advanced). Advanced settings go in a collapsed expander.
+
+Widget keys are `cfg.<section>.<name>`; a key is seeded from the draft config the first time
+the widget is drawn (Streamlit drops widget keys when their page is left), and every value
+drawn is written back into the config.
+"""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from transfer_core.config import ConfigError, RunConfig, field_type, iter_fields
+
+from .state import WIDGET_PREFIX
+
+LABELS = {
+    "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
+    "optim.grad_clip": "Gradient clipping", "train.epochs": "Epochs", "train.batch_size": "Batch size",
+    "train.device": "Device", "train.seed": "Random seed", "train.num_workers": "Data-loading workers",
+    "train.early_stopping_patience": "Early-stopping patience", "train.cache_features": "Cache frozen features",
+    "data.val_fraction": "Validation share", "data.test_fraction": "Test share",
+    "data.max_per_class": "Max samples per class", "data.dedupe": "Drop exact duplicates",
+    "model.image_size": "Image size (pixels)", "model.max_length": "Max text length (tokens)",
+    "model.pretrained": "Start from pretrained weights", "model.head_dropout": "Head dropout",
+    "augment.flip": "Random horizontal flips", "augment.rotation": "Random rotation (degrees)",
+    "augment.random_resized_crop": "Random crops", "augment.color_jitter": "Colour jitter",
+    "freeze.lr_decay": "Learning-rate decay per layer group", "freeze.train_bn": "Let BatchNorm adapt",
+    "freeze.staged_lr_factor": "Learning-rate factor after unfreezing",
+}
+
+
+def label_for(dotted: str) -> str:
+    return LABELS.get(dotted) or dotted.split(".", 1)[1].replace("_", " ").capitalize()
+
+
+def help_for(f) -> str:
+    meta = f.metadata
+    parts = [meta.get("help", "")]
+    if meta.get("min") is not None and meta.get("max") is not None:
+        parts.append(f"Range: {meta['min']:g} to {meta['max']:g}.")
+    parts.append(f"Setting: `{f.name}`.")
+    return " ".join(p for p in parts if p)
+
+
+def _float_step(value: float, f) -> float:
+    if value:
+        return 10 ** (math.floor(math.log10(abs(value))) - 1) if abs(value) < 1 else 0.1 * 10 ** math.floor(math.log10(abs(value)))
+    high = f.metadata.get("max")
+    return (high / 20) if high is not None and high <= 1 else 1.0
+
+
+def _widget(cfg: RunConfig, dotted: str, f, value):
+    key = WIDGET_PREFIX + dotted
+    kind = field_type(f)
+    meta = f.metadata
+    if key not in st.session_state:
+        st.session_state[key] = value
+    label, help_text = label_for(dotted), help_for(f)
+    if kind is bool:
+        return st.checkbox(label, key=key, help=help_text)
+    if meta.get("choices"):
+        return st.selectbox(label, list(meta["choices"]), key=key, help=help_text)
+    if kind is int:
+        return st.number_input(label, min_value=meta.get("min"), max_value=meta.get("max"), step=1,
+                               key=key, help=help_text)
+    if kind is float:
+        default = f.default if isinstance(f.default, float) else value
+        return st.number_input(label, min_value=float(meta["min"]) if meta.get("min") is not None else None,
+                               max_value=float(meta["max"]) if meta.get("max") is not None else None,
+                               step=_float_step(default, f), format="%g", key=key, help=help_text)
+    if kind is list:
+        text = st.text_input(label, value=", ".join(value or []), key=key + ".text", help=help_text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return st.text_input(label, key=key, help=help_text)
+
+
+def render_settings(cfg: RunConfig, sections: tuple[str, ...], *, skip: tuple[str, ...] = (),
+                    columns: int = 2, advanced_label: str = "Advanced settings") -> list[str]:
+    """Draw the settings of `sections` (basic ones in a grid, advanced ones collapsed) and write the
+    values into `cfg`. Returns the problems found (one sentence each)."""
+    fields = [(d, f, v) for d, f, v in iter_fields(cfg) if d.split(".")[0] in sections and d not in skip]
+    basic = [x for x in fields if not x[1].metadata.get("advanced")]
+    advanced = [x for x in fields if x[1].metadata.get("advanced")]
+    problems: list[str] = []
+    _grid(cfg, basic, columns, problems)
+    if advanced:
+        with st.expander(advanced_label, expanded=False):
+            _grid(cfg, advanced, columns, problems)
+    return problems
+
+
+def _grid(cfg: RunConfig, items, columns: int, problems: list[str]) -> None:
+    for start in range(0, len(items), columns):
+        cols = st.columns(columns)
+        for col, (dotted, f, value) in zip(cols, items[start:start + columns]):
+            with col:
+                new = _widget(cfg, dotted, f, value)
+                try:
+                    cfg.set(dotted, new)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+
+
+def render_field(cfg: RunConfig, dotted: str) -> list[str]:
+    """Draw one setting's widget and write its value into `cfg`; returns the problems found."""
+    problems: list[str] = []
+    for d, f, value in iter_fields(cfg):
+        if d == dotted:
+            new = _widget(cfg, d, f, value)
+            try:
+                cfg.set(d, new)
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return problems

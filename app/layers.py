@@ -1,0 +1,76 @@
+"""The layer map on the Model page: one row per layer group with its size and a train switch,
+totals, and the memory and time estimates."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.config import RunConfig
+from transfer_core.freezing import trainable_names
+
+from . import charts, model_ui
+from .state import WIDGET_PREFIX, draft, save_draft
+from .ui import fmt_bytes, fmt_duration, fmt_int
+
+TOGGLE_PREFIX = "layer."
+
+
+def _toggled(group_names: list[str]) -> None:
+    """A switch was flipped: the choice becomes the custom preset with exactly the groups switched on."""
+    cfg = draft()
+    chosen = [g for g in group_names if st.session_state.get(TOGGLE_PREFIX + g)]
+    cfg.freeze.preset = "custom"
+    cfg.freeze.trainable_groups = chosen
+    st.session_state[WIDGET_PREFIX + "freeze.preset"] = "custom"
+    save_draft(cfg)
+
+
+def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val: int) -> None:
+    built = model_ui.built_model(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length)
+    groups = model_ui.layer_groups(built)
+    names = [g["group"] for g in groups]
+    if cfg.freeze.preset == "custom" and not cfg.freeze.trainable_groups:
+        cfg.freeze.trainable_groups = [names[-1]]
+    cfg.freeze.trainable_groups = [g for g in cfg.freeze.trainable_groups if g in names] \
+        if cfg.freeze.preset == "custom" else cfg.freeze.trainable_groups
+    trainable = set(trainable_names(names, cfg.freeze, stage=1 if cfg.freeze.preset == "staged" else 0))
+    save_draft(cfg)
+
+    with st.container(border=True):
+        head = st.columns([3, 2, 2])
+        head[0].markdown("**Layer group** (input at the top, head at the bottom)")
+        head[1].markdown("**Parameters**")
+        head[2].markdown("**Trains?**")
+        for g in groups:
+            row = st.columns([3, 2, 2])
+            row[0].markdown(f"`{g['group']}`")
+            row[1].markdown(f"{g['params']:,}")
+            key = TOGGLE_PREFIX + g["group"]
+            st.session_state[key] = g["group"] in trainable
+            row[2].toggle("trains" if g["group"] in trainable else "frozen", key=key, on_change=_toggled,
+                          args=(names,), help="Switch on to train this group; off keeps its pretrained weights.")
+    if cfg.freeze.preset == "staged":
+        st.caption(f"Staged: only `{names[-1]}` trains for the first {cfg.freeze.staged_head_epochs} epoch(s); "
+                   "then every group shown as training here trains.")
+
+    cached = (cfg.train.cache_features and trainable == {names[-1]} and not cfg.freeze.train_bn
+              and not (modality == "image" and cfg.augment.enabled))
+    device = model_ui.current_device(cfg.train.device)
+    per_sample = model_ui.seconds_per_sample(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length, device)
+    est = model_ui.estimate([{**g} for g in groups], trainable, modality=modality, batch_size=cfg.train.batch_size,
+                            image_size=cfg.model.image_size, max_length=cfg.model.max_length, n_train=n_train,
+                            n_val=n_val, per_sample=per_sample, cached=cached)
+    cols = st.columns(5)
+    cols[0].metric("Trainable parameters", fmt_int(est["trainable"]),
+                   help=f"{est['trainable']:,} of {est['total']:,} ({est['trainable'] / max(1, est['total']):.1%})")
+    cols[1].metric("Total parameters", fmt_int(est["total"]))
+    cols[2].metric("Memory (rough)", fmt_bytes(est["memory"]),
+                   help=f"Weights, gradients and optimizer state, plus activations at batch size {cfg.train.batch_size}.")
+    timing_help = (f"Estimated from the model's speed measured here on {device}, for {n_train:,} training and "
+                   f"{n_val:,} validation examples. Slower while another run trains.")
+    cols[3].metric(f"First epoch ({device})", fmt_duration(est["first_epoch"]), help=timing_help)
+    cols[4].metric("Each later epoch", fmt_duration(est["later_epoch"]), help=timing_help)
+    if cached:
+        st.caption(f"Only the head trains, so each example goes through the frozen layers once "
+                   f"(first epoch about {fmt_duration(est['first_epoch'])}); later epochs take a fraction of a second.")
+    st.plotly_chart(charts.layer_params([{**g, "trainable": g["group"] in trainable} for g in groups]),
+                    key="layer_chart", config={"displayModeBar": False})

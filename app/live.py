@@ -1,0 +1,106 @@
+"""The live view of one run: status, progress, controls and curves, redrawn by a fragment that polls
+the run store. Nothing here talks to the training thread except the JobManager's control calls."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.events import RunStatus
+
+from . import charts
+from .progress import OVERFITTING_TEXT, last_started, overfitting, progress
+from .resources import get_jobs, get_store
+from .ui import fmt_duration, fmt_pct, friendly, show_error, status_badge
+
+REFRESH_SECONDS = 1.0       # how often the live view polls the store while a run is active
+MAX_STEP_POINTS = 600       # per-step points drawn (evenly thinned for long runs)
+
+
+def live_view(run_id: str) -> None:
+    """Draw the run's live view; while it is active, it refreshes itself every REFRESH_SECONDS."""
+    record = get_store().get_run(run_id)
+    active = record.is_active
+    st.fragment(run_every=REFRESH_SECONDS if active else None)(_fragment)(run_id, active)
+
+
+def _fragment(run_id: str, was_active: bool) -> None:
+    try:
+        _draw(run_id, was_active)
+    except Exception as exc:  # fragment reruns are outside the router's guard
+        show_error(exc, "show the run")
+
+
+def _draw(run_id: str, was_active: bool) -> None:
+    store, jobs = get_store(), get_jobs()
+    record = store.get_run(run_id)
+    if was_active and not record.is_active:
+        st.rerun()   # it just ended: redraw the page once, with polling off
+    events = store.events(run_id)
+    steps = store.metrics(run_id, "step", max_points=MAX_STEP_POINTS)
+    epochs = store.metrics(run_id, "epoch")
+    prog = progress(record, events, steps, epochs)
+
+    head, badge = st.columns([5, 1])
+    head.markdown(f"**{record.name}** · `{record.id}`")
+    with badge:
+        status_badge(record.status)
+    st.progress(prog.fraction, text=prog.text())
+    _controls(record, jobs)
+
+    if record.status == RunStatus.FAILED:
+        advice = f" **What to do:** {record.advice}" if record.advice else ""
+        st.error(f"The run failed: {record.message}.{advice}", icon=":material/error:")
+    elif record.status == RunStatus.INTERRUPTED:
+        st.warning(f"The run was interrupted: {record.message}. Resume it on the Runs page.")
+    notices = [e["message"] for e in events if e.get("kind") == "Notice"]
+    if notices:
+        st.caption(" · ".join(notices[-3:]))
+    if overfitting(epochs):
+        st.warning(OVERFITTING_TEXT, icon=":material/trending_up:")
+
+    start = last_started(events)
+    spe = int(start["steps_per_epoch"]) if start else None
+    if len(steps) or len(epochs):
+        st.plotly_chart(charts.training_curves(epochs, steps, spe), key=f"curves_{run_id}",
+                        config={"displayModeBar": False})
+    elif record.is_active:
+        st.info("The loss, accuracy and learning-rate curves appear here after the first training steps.",
+                icon=":material/hourglass_top:")
+    _summary(record, epochs)
+
+
+def _controls(record, jobs) -> None:
+    if not record.is_active:
+        return
+    if not jobs.is_active(record.id):
+        st.caption("This run was started outside this app (for example from the command line); "
+                   "control it where it was started. Its progress is shown here as it happens.")
+        return
+    pause_col, stop_col, note_col = st.columns([1, 1, 4])
+    with friendly("control the run"):
+        if record.status == RunStatus.PAUSED:
+            if pause_col.button("Resume", key="run_resume", icon=":material/play_arrow:", type="primary"):
+                jobs.resume(record.id)
+                st.toast("Resuming...")
+        elif pause_col.button("Pause", key="run_pause", icon=":material/pause:",
+                              disabled=record.status == RunStatus.QUEUED):
+            jobs.pause(record.id)
+            st.toast("Pausing after the current step...")
+        if stop_col.button("Stop", key="run_stop", icon=":material/stop:"):
+            jobs.stop(record.id)
+            st.toast("Stopping: saving a checkpoint and measuring the model as it is now...")
+    position = jobs.queue_position(record.id)
+    if position:
+        note_col.caption(f"Queued: {position - 1} run(s) ahead of this one.")
+
+
+def _summary(record, epochs) -> None:
+    best = record.best_metrics or {}
+    cols = st.columns(4)
+    cols[0].metric("Best validation accuracy", fmt_pct(best.get("val_accuracy")))
+    cols[1].metric("Validation loss", f"{best['val_loss']:.3f}" if charts.finite(best.get("val_loss")) else "-")
+    cols[2].metric("Epochs done", record.epochs_done)
+    cols[3].metric("Time", fmt_duration(record.duration))
+    if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        left, right = st.columns(2)
+        left.page_link("app_pages/4_results.py", label="See the results", icon=":material/insights:")
+        right.page_link("app_pages/5_try.py", label="Try the model and export it", icon=":material/science:")

@@ -1,0 +1,118 @@
+"""Model page helpers: model labels, the layer map (groups and parameter counts), freezing presets
+explained, and rough estimates of memory and time per epoch on this machine."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from transfer_core.devices import pick_device
+from transfer_core.models import build_model, get_spec
+
+from .resources import runs_dir
+
+PRESETS = {
+    "feature_extraction": ("Feature extraction (head only)",
+                           "Only the new head trains; every pretrained layer stays frozen. Fastest, least memory, "
+                           "hardest to overfit: the best start, especially with little data (tens of examples per class)."),
+    "top_k": ("Top k groups",
+              "The head and the k groups just below it train; the rest stay frozen. A middle ground with a few "
+              "hundred examples per class, or when your data looks different from the pretraining data."),
+    "full": ("Full fine-tuning",
+             "Every layer trains. Can give the best accuracy with plenty of data (thousands of examples) but is the "
+             "slowest, needs the most memory and can overfit small data; use a low learning rate (e.g. 0.0001)."),
+    "staged": ("Staged (head first, then everything)",
+               "The head trains alone for a few epochs, then everything trains at a lower learning rate. "
+               "A safe way to fine-tune fully: the random new head cannot spoil the pretrained layers early on."),
+    "custom": ("Custom",
+               "You pick exactly which groups train with the switches in the layer map."),
+}
+
+FREEZING_TEXT = (
+    "A pretrained network is a stack of layer groups: the lower ones detect simple patterns (edges, colours, word "
+    "pieces), the higher ones combine them into concepts, and a new **head** on top maps those to your classes. "
+    "**Freezing** a group keeps its pretrained weights fixed, so it does not train: training is faster, needs less "
+    "memory and less data, and cannot overfit through that group. Unfreezing more groups lets the model adapt "
+    "further to your data, at the price of time, memory and more risk of overfitting small data sets."
+)
+
+# Rough activation memory per sample for groups that train (bytes per input element x factor).
+ACTIVATION_FACTOR = {"image": 60 * 4, "text": 30_000 * 4}
+
+
+def model_label(name: str) -> str:
+    try:
+        spec = get_spec(name, runs_dir=runs_dir())
+    except Exception:  # a label must never break the picker; the page explains the problem below it
+        return name
+    if spec.source == "test":
+        tag = "test model, random weights"
+    elif spec.offline or spec.source in ("local", "run"):
+        tag = "offline ✓"
+    else:
+        tag = "downloads weights on first use"
+    size = f"{spec.num_params / 1e6:.1f} M params" if spec.num_params >= 1e5 else f"{spec.num_params:,} params"
+    return f"{name} · {tag} · {size}"
+
+
+@st.cache_resource(show_spinner="Loading the model's layer map...", max_entries=2)
+def built_model(name: str, classes: tuple, image_size: int, max_length: int):
+    """The network (offline weights loaded, online ones left random so nothing downloads here)."""
+    spec = get_spec(name, runs_dir=runs_dir())
+    pretrained = spec.offline or spec.source in ("local", "run")
+    return build_model(name, list(classes), pretrained=pretrained, image_size=image_size, max_length=max_length,
+                       runs_dir=runs_dir())
+
+
+def layer_groups(built) -> list[dict]:
+    return [{"group": g.name, "params": g.num_params} for g in built.groups]
+
+
+@st.cache_data(show_spinner="Measuring the model's speed on this machine...", max_entries=16)
+def seconds_per_sample(name: str, classes: tuple, image_size: int, max_length: int, device: str) -> float:
+    """Forward-pass time per sample at inference, measured on a small batch (best of three)."""
+    import torch
+
+    built = built_model(name, classes, image_size, max_length)
+    net = built.net.to(device).eval()
+    batch = 8
+    if built.modality == "image":
+        inputs = {"pixel_values": torch.randn(batch, 3, image_size, image_size, device=device)}
+    else:
+        ids = torch.randint(1000, 2000, (batch, max_length), device=device)
+        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            start = time.perf_counter()
+            net(**inputs)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    net.to("cpu")
+    return best / batch
+
+
+def current_device(name: str = "auto") -> str:
+    return str(pick_device(name))
+
+
+def estimate(groups: list[dict], trainable: set[str], *, modality: str, batch_size: int, image_size: int,
+             max_length: int, n_train: int, n_val: int, per_sample: float | None, cached: bool) -> dict:
+    """Rough training memory (bytes) and seconds for the first and later epochs."""
+    total = sum(g["params"] for g in groups)
+    trained = sum(g["params"] for g in groups if g["group"] in trainable)
+    names = [g["group"] for g in groups]
+    lowest = min((names.index(n) for n in trainable if n in names), default=len(names) - 1)
+    depth = 0.0 if cached else (len(names) - lowest - 1) / max(1, len(names) - 1)
+    elements = image_size * image_size * 3 if modality == "image" else max_length
+    memory = total * 4 + trained * 4 * 3 + batch_size * elements * ACTIVATION_FACTOR[modality] * max(depth, 0.02)
+    out = {"memory": memory, "total": total, "trainable": trained, "first_epoch": None, "later_epoch": None}
+    if per_sample:
+        forward_all = (n_train + n_val) * per_sample
+        if cached:
+            out["first_epoch"], out["later_epoch"] = forward_all, max(0.05, n_train * 2e-5)
+        else:
+            epoch = n_train * per_sample * (1 + 2 * depth) + n_val * per_sample
+            out["first_epoch"] = out["later_epoch"] = epoch
+    return out

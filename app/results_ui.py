@@ -1,0 +1,120 @@
+"""Results and Try page helpers: a run's saved metrics and predictions, the inputs behind them,
+and a cached copy of its trained model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from transfer_core.config import RunConfig
+from transfer_core.evaluate import load_predictions, predict_inputs
+from transfer_core.preparation import load_configured
+from transfer_core.runs import load_run_model
+
+from .resources import get_store
+
+METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE = "metrics.json", "predictions.csv", "weights.safetensors"
+
+
+def finished_runs(store, need: str = METRICS_FILE) -> list:
+    """Runs that have the given file (metrics for Results, weights for Try and export)."""
+    return [r for r in store.list_runs() if (store.root / r.id / need).exists()]
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _read_json(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_predictions(path: str, mtime: float) -> pd.DataFrame:
+    return load_predictions(path)
+
+
+def run_metrics(run_dir: Path) -> dict:
+    path = run_dir / METRICS_FILE
+    return _read_json(str(path), _mtime(path))
+
+
+def run_predictions(run_dir: Path) -> pd.DataFrame | None:
+    path = run_dir / PREDICTIONS_FILE
+    return _read_predictions(str(path), _mtime(path)) if path.exists() else None
+
+
+@st.cache_data(show_spinner="Finding the examples...", max_entries=8, ttl=3600)
+def sample_inputs(config: dict) -> dict[str, str]:
+    """id -> input (image path or text) of the run's data; empty when the data is gone."""
+    cfg = RunConfig.from_dict(config)
+    lookup: dict[str, str] = {}
+    for path in (cfg.data.path, cfg.data.val_path):
+        if path.strip():
+            try:
+                lookup.update({s.id: s.input for s in load_configured(path, cfg).samples})
+            except Exception:
+                pass
+    return lookup
+
+
+def per_class_table(val: dict) -> pd.DataFrame:
+    rows = [{"class": c, "precision": m["precision"], "recall": m["recall"], "F1": m["f1"], "examples": m["support"]}
+            for c, m in val.get("per_class", {}).items()]
+    return pd.DataFrame(rows)
+
+
+def gallery_rows(preds: pd.DataFrame, kind: str, k: int) -> pd.DataFrame:
+    labelled = preds[preds["true"] != ""]
+    if kind == "misclassified":
+        wrong = labelled[labelled["true"] != labelled["predicted"]]
+        return wrong.sort_values("confidence", ascending=False, kind="stable").head(k)
+    return labelled.sort_values("loss", ascending=False, kind="stable").head(k)
+
+
+@st.cache_resource(show_spinner="Loading the trained model...", max_entries=3)
+def _model(run_id: str, weights_mtime: float):
+    return load_run_model(get_store(), run_id)
+
+
+def run_model(run_id: str):
+    store = get_store()
+    return _model(run_id, _mtime(store.run_dir(run_id) / WEIGHTS_FILE))
+
+
+def predict_top(run_id: str, item, k: int) -> list[dict]:
+    """Top-k labels and probabilities for one input (a PIL image or a text)."""
+    built = run_model(run_id)
+    probs = predict_inputs(built, [item])[0]
+    order = probs.argsort()[::-1][:k]
+    return [{"label": built.classes[i], "probability": float(probs[i])} for i in order]
+
+
+def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_row: int = 6) -> None:
+    """Images in a grid or texts in a table, each with its true label, prediction and confidence."""
+    if modality == "image":
+        records = rows.to_dict("records")
+        for start in range(0, len(records), per_row):
+            cols = st.columns(per_row)
+            for col, r in zip(cols, records[start:start + per_row]):
+                with col:
+                    path = inputs.get(r["id"])
+                    if path and Path(path).exists():
+                        st.image(path, width="stretch")
+                    else:
+                        st.caption(r["id"])
+                    mark = "✓" if r["true"] == r["predicted"] else "✗"
+                    st.caption(f"true **{r['true']}** · {mark} predicted **{r['predicted']}** ({r['confidence']:.0%}) · "
+                               f"loss {r['loss']:.2f}")
+        return
+    table = pd.DataFrame({
+        "text": [(inputs.get(i) or i)[:400] for i in rows["id"]],
+        "true": rows["true"], "predicted": rows["predicted"], "confidence": rows["confidence"], "loss": rows["loss"],
+    })
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"confidence": st.column_config.NumberColumn(format="percent"),
+                                "loss": st.column_config.NumberColumn(format="%.2f"),
+                                "text": st.column_config.TextColumn(width="large")})

@@ -1,0 +1,93 @@
+"""Per-session state: the draft run config being edited, and the run this tab follows.
+
+The draft lives in `st.session_state` as a plain dict. Widgets keep their own keys
+(`cfg.<section>.<name>`); when the draft is replaced wholesale (a demo button, a loaded
+config) those keys are dropped so the widgets show the new values. The latest draft is also
+kept in `<data>/last_config.json`, so a reloaded page (a new session) continues where it was.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import streamlit as st
+
+from transfer_core.config import RunConfig
+from transfer_core.errors import RunError
+from transfer_core.events import RunStatus
+
+DRAFT = "draft_config"
+CURRENT_RUN = "current_run"
+WIDGET_PREFIX = "cfg."
+
+
+def _last_config_path():
+    from .resources import data_dir
+    return data_dir() / "last_config.json"
+
+
+def draft() -> RunConfig:
+    data = st.session_state.get(DRAFT)
+    if data is None:   # a new session (first visit or a reload): continue from the last draft
+        try:
+            data = json.loads(_last_config_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        st.session_state[DRAFT] = data or RunConfig().to_dict()
+    if data:
+        try:
+            return RunConfig.from_dict(data)
+        except Exception:  # a draft from an older config layout: start fresh
+            pass
+    return RunConfig()
+
+
+def save_draft(cfg: RunConfig) -> None:
+    data = cfg.to_dict()
+    if st.session_state.get(DRAFT) == data:
+        return
+    st.session_state[DRAFT] = data
+    try:
+        path = _last_config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass   # remembering the draft is a convenience; never fail a page for it
+
+
+def replace_draft(cfg: RunConfig) -> None:
+    """Make `cfg` the draft and forget widget values that still show the old one."""
+    for key in [k for k in st.session_state.keys() if str(k).startswith(WIDGET_PREFIX)]:
+        del st.session_state[key]
+    save_draft(cfg)
+
+
+def has_data(cfg: RunConfig) -> bool:
+    return bool(cfg.data.path.strip())
+
+
+def set_current_run(run_id: str | None) -> None:
+    st.session_state[CURRENT_RUN] = run_id
+    if run_id:
+        st.query_params["run"] = run_id
+    elif "run" in st.query_params:
+        del st.query_params["run"]
+
+
+def current_run_id(store, *, attach_active: bool = True) -> str | None:
+    """The run this tab follows: the one it started or opened, the one in the URL (after a
+    reload), else the newest active run (a second tab, or a run started from the CLI)."""
+    for candidate in (st.session_state.get(CURRENT_RUN), st.query_params.get("run")):
+        if candidate:
+            try:
+                return store.get_run(candidate).id
+            except RunError:
+                continue
+    if attach_active:
+        active = store.list_runs(status=RunStatus.ACTIVE, limit=1)
+        if active:
+            st.session_state[CURRENT_RUN] = active[0].id
+            return active[0].id
+    return None

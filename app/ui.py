@@ -1,0 +1,96 @@
+"""Small shared UI pieces: friendly errors, status badges, number formatting, run pickers."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+import streamlit as st
+
+from transfer_core.errors import TransferError
+from transfer_core.events import RunStatus
+
+log = logging.getLogger("transfer_app")
+
+STATUS_COLOURS = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
+                  RunStatus.STOPPED: "violet", RunStatus.COMPLETED: "green", RunStatus.FAILED: "red",
+                  RunStatus.INTERRUPTED: "orange"}
+
+
+def unexpected_message(exc: BaseException, action: str = "show this page") -> str:
+    return (f"Could not {action}: something unexpected went wrong ({type(exc).__name__}). "
+            "Try again or reload the page; if it keeps happening, the terminal running the app has the details.")
+
+
+def show_error(exc: BaseException, action: str) -> None:
+    """One friendly line naming the problem and what to do; never a traceback."""
+    if isinstance(exc, TransferError):
+        text = str(exc).strip()
+        st.error(f"Could not {action}: {text[0].lower() + text[1:] if text else 'unknown problem'}", icon=":material/error:")
+    else:
+        log.exception("unexpected error while trying to %s", action, exc_info=exc)
+        st.error(unexpected_message(exc, action), icon=":material/error:")
+
+
+@contextmanager
+def friendly(action: str):
+    """Run a block; any error becomes a friendly message and the rest of the page still draws."""
+    try:
+        yield
+    except Exception as exc:  # st.rerun/st.stop raise BaseException subclasses and pass through
+        show_error(exc, action)
+
+
+def status_badge(status: str) -> None:
+    st.badge(status, color=STATUS_COLOURS.get(status, "gray"))
+
+
+def fmt_int(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{int(n)}"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit, size in (("GB", 1024 ** 3), ("MB", 1024 ** 2), ("kB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    if seconds < 1:
+        return "under 1 s"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f} %"
+
+
+def run_label(record) -> str:
+    acc = record.best_metrics.get("val_accuracy")
+    acc_text = f" · {fmt_pct(acc)}" if acc is not None else ""
+    return f"{record.name} ({record.status}{acc_text}) · {record.id}"
+
+
+def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str | None = None):
+    """A selectbox over `runs` (RunRecords), defaulting to `default_id`; returns the chosen record."""
+    if not runs:
+        return None
+    ids = [r.id for r in runs]
+    by_id = {r.id: r for r in runs}
+    if key not in st.session_state or st.session_state[key] not in by_id:
+        st.session_state[key] = default_id if default_id in by_id else ids[0]
+    chosen = st.selectbox(label, ids, key=key, format_func=lambda i: run_label(by_id[i]))
+    return by_id[chosen]

@@ -1,0 +1,54 @@
+"""Data: pick or upload a labelled data set, see what is in it and what may go wrong."""
+import streamlit as st
+
+from app import data_sources, data_ui
+from app.demo import describe_path
+from app.forms import render_settings
+from app.state import draft, has_data, save_draft
+from app.ui import fmt_int, friendly
+
+cfg = draft()
+st.title("Data")
+st.caption("Labelled examples of each class you want the model to tell apart. More and more varied examples "
+           "help most; 20 per class is a start, 100 or more is better.")
+
+if "data_source" not in st.session_state:
+    st.session_state["data_source"] = data_sources.default_source(cfg)
+source = st.radio("Where is your data?", data_sources.SOURCES, horizontal=True, key="data_source")
+with friendly("use this data"):
+    {"Demo set": data_sources.demo_picker, "Images (.zip)": data_sources.zip_upload,
+     "Images + label CSV": data_sources.images_csv_upload, "Text file": data_sources.text_upload,
+     "Webcam": data_sources.webcam}[source](cfg)
+save_draft(cfg)
+
+if not has_data(cfg):
+    st.info("Choose a demo set or upload your data to see what is in it.")
+    st.stop()
+
+st.subheader(f"Using: {describe_path(cfg.data.path)}")
+st.markdown("**Split settings**: the share of examples held out to measure the model on data it never trains on.")
+problems = render_settings(cfg, ("data",), skip=("data.path", "data.val_path", "data.text_column", "data.label_column",
+                                                 "data.image_column"), columns=3, advanced_label="More split settings")
+for problem in problems + [p for p in cfg.validate() if p.startswith("data.val_fraction")]:
+    st.error(problem)
+save_draft(cfg)
+
+with friendly("read the data"):
+    found = data_ui.inspect(cfg)
+    cols = st.columns(5)
+    cols[0].metric("Examples", fmt_int(len(found.dataset)))
+    cols[1].metric("Classes", len(found.classes))
+    if found.splits is not None:
+        cols[2].metric("Training", fmt_int(len(found.splits.train)))
+        cols[3].metric("Validation", fmt_int(len(found.splits.val)))
+        cols[4].metric("Test", fmt_int(len(found.splits.test)) if found.splits.test is not None else "0")
+    data_ui.show_counts(found.report)
+
+    st.subheader("Data report")
+    if found.blocking:
+        st.error(f"This data cannot be trained on yet: {found.blocking}", icon=":material/block:")
+    data_ui.show_report(found.report)
+
+    st.subheader("Examples")
+    data_ui.show_samples(found.dataset)
+    st.page_link("app_pages/2_model.py", label="Next: choose the model and its layers", icon=":material/arrow_forward:")

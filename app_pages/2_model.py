@@ -1,0 +1,81 @@
+"""Model and layers: pick a pretrained model and decide which of its layer groups train."""
+import streamlit as st
+
+from app import model_ui
+from app.data_ui import inspect
+from app.forms import render_field, render_settings
+from app.layers import layer_map
+from app.resources import runs_dir
+from app.state import WIDGET_PREFIX, draft, has_data, save_draft
+from app.ui import friendly
+from transfer_core.config import FREEZE_PRESETS
+from transfer_core.models import get_spec, list_specs
+from transfer_core.preparation import guess_modality
+
+cfg = draft()
+st.title("Model and layers")
+
+modality, classes, n_train, n_val = None, tuple(f"class {i}" for i in range(10)), 1000, 250
+if has_data(cfg):
+    with friendly("read the data"):
+        modality = guess_modality(cfg.data.path)
+        found = inspect(cfg)
+        classes = tuple(found.classes) or classes
+        if found.splits is not None:
+            n_train, n_val = len(found.splits.train), len(found.splits.val)
+else:
+    st.info("No data chosen yet: showing every model. Choose data first to see the models that fit it.")
+
+names = [s.name for s in list_specs(modality)]
+if cfg.model.name not in names:
+    names.insert(0, cfg.model.name)
+key = WIDGET_PREFIX + "model.name"
+st.session_state.setdefault(key, cfg.model.name)
+cfg.model.name = st.selectbox("Pretrained model", names, key=key, format_func=model_ui.model_label,
+                              help="Models marked offline ✓ are installed with the app; the others download their "
+                                   "weights the first time a run uses them.")
+with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face folder, or run:<run id>"):
+    other = st.text_input("Model name", key="other_model", placeholder="distilbert-base-uncased")
+    if st.button("Use this model", key="use_other_model") and other.strip():
+        with friendly("use this model"):
+            get_spec(other.strip(), runs_dir=runs_dir())
+            cfg.model.name = other.strip()
+            del st.session_state[key]
+            save_draft(cfg)
+            st.rerun()
+
+spec = None
+with friendly("describe the model"):
+    spec = get_spec(cfg.model.name, runs_dir=runs_dir())
+    if modality and spec.modality != modality:
+        st.error(f"{spec.name} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
+                 f"holds {modality}s; pick a {modality} model.")
+    (st.success if spec.offline else st.info)(spec.description)
+    skip = ("model.name", "model.max_length" if spec.modality == "image" else "model.image_size")
+    render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
+
+if spec is None:
+    st.stop()
+st.subheader("Layer map")
+st.caption(model_ui.FREEZING_TEXT)
+preset_key = WIDGET_PREFIX + "freeze.preset"
+st.session_state.setdefault(preset_key, cfg.freeze.preset)
+cfg.freeze.preset = st.radio("Which layers train?", FREEZE_PRESETS, key=preset_key, horizontal=True,
+                             format_func=lambda p: model_ui.PRESETS[p][0])
+st.caption(model_ui.PRESETS[cfg.freeze.preset][1])
+if cfg.freeze.preset == "top_k":
+    render_field(cfg, "freeze.top_k")
+elif cfg.freeze.preset == "staged":
+    render_field(cfg, "freeze.staged_head_epochs")
+save_draft(cfg)
+
+with friendly("build the layer map"):
+    layer_map(cfg, classes, modality or spec.modality, n_train, n_val)
+render_settings(cfg, ("freeze",), skip=("freeze.preset", "freeze.top_k", "freeze.staged_head_epochs",
+                                        "freeze.trainable_groups"), advanced_label="Advanced freezing settings")
+save_draft(cfg)
+
+with st.expander("When to use each preset"):
+    for label, text in model_ui.PRESETS.values():
+        st.markdown(f"- **{label}**: {text}")
+st.page_link("app_pages/3_train.py", label="Next: train", icon=":material/arrow_forward:")

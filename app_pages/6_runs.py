@@ -1,0 +1,75 @@
+"""Runs: every run in the store (also those started from the CLI); compare, resume, extend or delete."""
+import streamlit as st
+
+from app import charts, runs_ui
+from app.resources import get_jobs, get_store
+from app.state import current_run_id, set_current_run
+from app.ui import friendly, pick_run, run_label
+from transfer_core.events import RunStatus
+
+store, jobs = get_store(), get_jobs()
+st.title("Runs")
+with friendly("check for runs whose process stopped"):
+    runs_ui.settle_dead_runs(store, jobs)
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Runs started here or with `python -m transfer_core train` appear in this list.")
+    st.stop()
+by_id = {r.id: r for r in runs}
+for r in runs:
+    if r.is_active:
+        st.info(f"**{r.name}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
+                icon=":material/model_training:")
+
+st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config={
+    "best val accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+    "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
+    st.rerun()
+
+st.subheader("Compare")
+chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min(3, len(by_id))], max_selections=10,
+                        format_func=lambda i: run_label(by_id[i]), key="compare_runs")
+if chosen:
+    metric = st.radio("Metric", list(runs_ui.COMPARE_METRICS), horizontal=True, key="compare_metric",
+                      format_func=runs_ui.COMPARE_METRICS.get)
+    frame = store.metrics_for_runs(chosen, "epoch")
+    st.plotly_chart(charts.compare_curves(frame, metric, {i: by_id[i].name for i in chosen},
+                                         runs_ui.COMPARE_METRICS[metric]), key="compare_chart",
+                    config={"displayModeBar": False})
+    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch")
+
+st.subheader("Manage a run")
+record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
+if record.message:
+    (st.error if record.status == RunStatus.FAILED else st.info)(
+        f"{record.message}" + (f" **What to do:** {record.advice}" if record.advice else ""))
+follow, resume, extend, delete = st.columns(4)
+if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
+    set_current_run(record.id)
+    st.switch_page("app_pages/3_train.py")
+with friendly("change the run"):
+    if record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
+        set_current_run(jobs.resume(record.id))
+        st.switch_page("app_pages/3_train.py")
+    if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs")
+        if extend.button("Extend", key="run_extend", icon=":material/add:"):
+            set_current_run(jobs.resume(record.id, extra_epochs=int(extra)))
+            st.switch_page("app_pages/3_train.py")
+    if not record.is_active and delete.button("Delete...", key="run_delete", icon=":material/delete:"):
+        st.session_state["confirm_delete"] = record.id
+    if st.session_state.get("confirm_delete") == record.id:
+        st.warning(f"Delete run **{record.name}** (`{record.id}`) with its metrics, checkpoints and weights? "
+                   "This cannot be undone.")
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete it", type="primary", key="run_delete_yes"):
+            store.delete_run(record.id)
+            st.session_state.pop("confirm_delete", None)
+            if st.session_state.get("current_run") == record.id:
+                set_current_run(None)
+            st.toast(f"Deleted {record.name}.")
+            st.rerun()
+        if no.button("Cancel", key="run_delete_no"):
+            st.session_state.pop("confirm_delete", None)
+            st.rerun()

@@ -1,0 +1,42 @@
+"""Home: what transfer learning is, what each page does, and one-click demos."""
+import streamlit as st
+
+from app.demo import demo_config
+from app.state import CURRENT_RUN, replace_draft
+
+st.title("Transfer Studio")
+st.markdown(
+    "**Transfer learning** starts from a model that has already learned general features from millions of "
+    "images or texts, and trains only a small part of it on your own classes. "
+    "Because most of the knowledge is reused, a few dozen examples per class and a few minutes on an "
+    "ordinary computer are often enough. "
+    "Here you bring labelled examples, choose a pretrained model and which of its layers stay frozen, "
+    "watch it learn, then inspect, try and export the result."
+)
+
+left, right = st.columns(2)
+for column, modality, label, icon in ((left, "image", "Start with demo images", ":material/image:"),
+                                      (right, "text", "Start with demo texts", ":material/article:")):
+    with column:
+        if st.button(label, type="primary", icon=icon, width="stretch", key=f"demo_{modality}"):
+            replace_draft(demo_config(modality))
+            st.session_state[CURRENT_RUN] = None
+            st.switch_page("app_pages/3_train.py")
+left.caption("Fashion-MNIST clothing photos, 10 classes, EfficientNet-Lite0. About a minute on a laptop CPU.")
+right.caption("BBC News articles, 5 topics, MiniLM sentence encoder. About a minute on a laptop CPU.")
+st.caption("Both demos run offline: the data and the pretrained models are installed with the app. "
+           "The demo buttons take you to the Train page; press Start there.")
+
+st.subheader("The pages")
+st.page_link("app_pages/1_data.py", label="**Data**: upload images or texts, take webcam photos per class, or pick a demo "
+             "set; see the classes, examples and a plain-language data report.", icon=":material/dataset:")
+st.page_link("app_pages/2_model.py", label="**Model and layers**: pick a pretrained model and choose which layer groups "
+             "train and which stay frozen, with size, memory and time estimates.", icon=":material/layers:")
+st.page_link("app_pages/3_train.py", label="**Train**: set the training options, start, and watch loss and accuracy live; "
+             "pause, resume or stop at any time.", icon=":material/play_circle:")
+st.page_link("app_pages/4_results.py", label="**Results**: accuracy, the confusion matrix, per-class scores and the "
+             "examples the model gets wrong.", icon=":material/insights:")
+st.page_link("app_pages/5_try.py", label="**Try and export**: classify a new image or text and download the model as "
+             "a ready-to-use bundle.", icon=":material/science:")
+st.page_link("app_pages/6_runs.py", label="**Runs**: every run (also those started from the command line); compare, "
+             "resume, extend or delete them.", icon=":material/history:")

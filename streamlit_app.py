@@ -1,0 +1,24 @@
+"""Transfer Studio, the web app: a router over the pages in app_pages/ (run with `streamlit run streamlit_app.py`).
+
+The page scripts are not in a folder named `pages/`: Streamlit runs a deep link to such a folder's
+script directly (bypassing this router) until the first visit to the root page of a fresh server.
+"""
+import streamlit as st
+
+from app.ui import show_error
+
+st.set_page_config(page_title="Transfer Studio", page_icon=":material/model_training:", layout="wide")
+
+page = st.navigation([
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/1_data.py", title="Data", icon=":material/dataset:"),
+    st.Page("app_pages/2_model.py", title="Model and layers", icon=":material/layers:"),
+    st.Page("app_pages/3_train.py", title="Train", icon=":material/play_circle:"),
+    st.Page("app_pages/4_results.py", title="Results", icon=":material/insights:"),
+    st.Page("app_pages/5_try.py", title="Try and export", icon=":material/science:"),
+    st.Page("app_pages/6_runs.py", title="Runs", icon=":material/history:"),
+])
+try:
+    page.run()
+except Exception as exc:  # the last line of defence: a friendly message, never a traceback
+    show_error(exc, f"show the {page.title} page")

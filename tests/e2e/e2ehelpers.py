@@ -1,0 +1,40 @@
+"""Helpers for the browser tests: page opening, full-page screenshots, error checks."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def open_page(ctx, url: str, path: str = ""):
+    page = ctx.new_page()
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    return page
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole page (Streamlit scrolls inside its main block, so the viewport is stretched to fit)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.8)
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height + 40), 8000)})
+    time.sleep(0.8)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    return path
+
+
+def no_error_boxes(page) -> None:
+    """No traceback and no unexpected-error message anywhere on the page."""
+    assert page.locator("[data-testid='stException']").count() == 0
+    texts = page.locator("[data-testid='stAlertContentError']").all_inner_texts()
+    assert not [t for t in texts if "unexpected" in t or "Traceback" in t], texts
