@@ -320,6 +320,17 @@ def test_buffered_metrics_reach_other_stores(store, tmp_path):
         assert other.get_run(run_id[:-2]).status == RunStatus.RUNNING
 
 
+def test_status_change_carries_buffered_steps_with_it(store, tmp_path):
+    # A reader that sees "paused" must also see every step taken before the pause.
+    run_id = _new_run(store)
+    store.record_event(_started(run_id))
+    store.record_event(_batch(run_id, 0, 1))
+    store.set_status(run_id, RunStatus.PAUSED)
+    with RunStore(tmp_path / "runs") as other:
+        assert other.get_run(run_id).status == RunStatus.PAUSED
+        assert list(other.metrics(run_id, scope="step")["step"].unique()) == [1]
+
+
 def test_reopen_existing_database(tmp_path):
     with RunStore(tmp_path / "runs") as first:
         run_id = _new_run(first)

@@ -506,6 +506,8 @@ class RunStore:
             assignments.append(f"{_UPDATABLE[key]} = ?")
             params.append(value)
         with self._write() as conn:
+            # Buffered steps land with the status change, so no reader sees "paused" before the last step.
+            self._write_buffer(conn)
             conn.execute(f"UPDATE runs SET {', '.join(assignments)} WHERE id = ?", (*params, run_id))
 
     def delete_run(self, run_id: str) -> None:
