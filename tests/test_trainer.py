@@ -225,3 +225,14 @@ def test_feature_cache_gives_same_metrics_as_full_forward(make_config, data, sto
     again_rec = Recorder()
     fit(build(path, **{**extra, "optim__lr": 0.02}), store=store, observers=[again_rec])
     assert any("reused" in e.message for e in again_rec.events if e.kind == "Notice")
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_images_decoded_once_give_the_same_run_as_decoding_every_step(digits_folder, store, augment):
+    sets = {"freeze__preset": "full", "augment__flip": augment, "augment__rotation": 15.0 if augment else 0.0}
+    once = fit(image_config(digits_folder, **sets), store=store)
+    every = fit(image_config(digits_folder, train__cache_images=False, **sets), store=store)
+    assert once.status == every.status == RunStatus.COMPLETED, once.message
+    assert once.metrics["val_loss"] == every.metrics["val_loss"]
+    assert once.metrics["val_accuracy"] == every.metrics["val_accuracy"]
+    assert list((store.root / ".image_cache").glob("*.npy"))  # train and val pixels kept for the next run

@@ -105,6 +105,8 @@ class TrainConfig:
     cache_features: bool = _field(True, "When only the head trains and augmentation is off, run the frozen backbone once per sample "
                                         "and reuse its output every epoch (much faster, same result).", advanced=True)
     num_workers: int = _field(0, "Background processes that load data (0: load in the training thread).", min=0, max=64, advanced=True)
+    cache_images: bool = _field(True, "Decode and resize each image once and keep the pixels (in the runs folder's .image_cache); "
+                                      "epochs then only augment and normalise. Off: decode every image at every epoch.", advanced=True)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
-from .batching import epoch_batches, image_transform, make_loader, sample_set, to_device
+from .batching import epoch_batches, image_transform, make_loader, sample_lengths, sample_set, to_device
 from .data.images import load_image, to_rgb
 from .data.types import Dataset
 from .errors import DataError
@@ -86,20 +86,25 @@ def _softmax(logits: torch.Tensor) -> np.ndarray:
 
 
 def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64,
-                    device: str | torch.device = "cpu", amp: bool = False) -> Predictions:
-    """Class probabilities for every sample of `dataset`, in dataset order."""
+                    device: str | torch.device = "cpu", amp: bool = False, samples=None) -> Predictions:
+    """Class probabilities for every sample of `dataset`, in dataset order.
+
+    `samples`: the dataset's sample set when the caller already has one (the trainer keeps its
+    decoded images); texts are batched longest first and put back in order by index.
+    """
     dev = torch.device(device)
     k = len(built.classes)
     n = len(dataset)
     probs = np.zeros((n, k), dtype=np.float32)
     true = np.full(n, -1, dtype=np.int64)
-    samples = sample_set(built, dataset)
-    loader = make_loader(built, samples, epoch_batches(n, batch_size, shuffle=False))
+    samples = sample_set(built, dataset) if samples is None else samples
+    batches = epoch_batches(n, batch_size, shuffle=False, lengths=sample_lengths(samples))
+    loader = make_loader(built, samples, batches, pin_memory=dev.type == "cuda")
     built.net.to(dev)
     with eval_mode(built.net), torch.inference_mode():
         for batch, targets, indices in loader:
             with _autocast(dev, amp):
-                logits = logits_of(built.net(**to_device(batch, dev)))
+                logits = logits_of(built.net(**to_device(batch, dev, non_blocking=True)))
             idx = indices.numpy()
             probs[idx] = _softmax(logits)
             true[idx] = targets.numpy()

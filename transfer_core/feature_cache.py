@@ -54,16 +54,22 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
     net = built.net
     was_training = net.training
     net.eval()
-    chunks = []
+    chunks, order = [], []
     try:
-        batches = batching.epoch_batches(len(samples), batch_size, shuffle=False)
-        for inputs, _, _ in batching.make_loader(built, samples, batches, pin_memory=device.type == "cuda"):
+        batches = batching.epoch_batches(len(samples), batch_size, shuffle=False, lengths=batching.sample_lengths(samples))
+        for inputs, _, indices in batching.make_loader(built, samples, batches, pin_memory=device.type == "cuda"):
             inputs = batching.to_device(inputs, device, non_blocking=True)
             with autocast(device, amp_dtype):
                 chunks.append(net.features(**inputs).float().cpu())
+            order.append(indices)
     finally:
         net.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0)
+    if not chunks:
+        return torch.empty(0)
+    feats = torch.cat(chunks)
+    out = torch.empty_like(feats)
+    out[torch.cat(order)] = feats  # texts run longest first; back to sample order
+    return out
 
 
 def cached_features(built: BuiltModel, samples, *, key: str, cache_root: Path | None, batch_size: int,

@@ -120,6 +120,7 @@ class Trainer:
         self.bad_epochs = 0
         self.features = None
         self.cache_pending = False
+        self.eval_samples: dict = {}
 
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
@@ -150,7 +151,9 @@ class Trainer:
         self._write_json(LABELS_FILE, self.data.classes)
 
         group_names = [g.name for g in self.built.groups]
-        self.train_samples = batching.sample_set(self.built, self.data.splits.train, augment=cfg.augment)
+        self.train_samples = batching.sample_set(self.built, self.data.splits.train, augment=cfg.augment,
+                                                 decoded=cfg.train.cache_images, cache_root=self.store.root)
+        self.eval_samples = {}
         self.train_targets = torch.tensor(self.train_samples.targets, device=self.device)
         self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         start_epoch, step_in_epoch, self.global_step = 0, 0, 0
@@ -240,7 +243,7 @@ class Trainer:
         features, hits = {}, []
         for split in ("train", "val"):
             dataset = getattr(self.data.splits, split)
-            samples = self.train_samples if split == "train" else batching.sample_set(self.built, dataset)
+            samples = self.train_samples if split == "train" else self._eval_samples(split)
             key = cache_key(cfg, self.built, f"{dataset.fingerprint()}:{digest}", split)
             feats, hit = cached_features(self.built, samples, key=key, cache_root=self.store.root,
                                          batch_size=max(cfg.train.batch_size, 64), device=self.device, amp_dtype=self.amp)
@@ -304,7 +307,8 @@ class Trainer:
         net = self.built.net
         self._ensure_features()
         batches = batching.epoch_batches(len(self.train_samples), cfg.train.batch_size, shuffle=True,
-                                         seed=cfg.train.seed, epoch=epoch)[first_step:]
+                                         seed=cfg.train.seed, epoch=epoch,
+                                         lengths=batching.sample_lengths(self.train_samples))[first_step:]
         if self.features is not None:
             feats, targets = self.features["train"], self.train_targets
             for idx in batches:
@@ -316,6 +320,14 @@ class Trainer:
         for inputs, targets, _ in loader:
             inputs = batching.to_device(inputs, self.device, non_blocking=True)
             yield (lambda i=inputs: net(**i)), targets.to(self.device, non_blocking=True)
+
+    def _eval_samples(self, split: str):
+        """The split's samples without augmentation, kept for the run (images decoded once)."""
+        if split not in self.eval_samples:
+            self.eval_samples[split] = batching.sample_set(self.built, getattr(self.data.splits, split),
+                                                           decoded=self.config.train.cache_images,
+                                                           cache_root=self.store.root)
+        return self.eval_samples[split]
 
     def _end_epoch(self, epoch: int) -> bool:
         """Validate, checkpoint and report; True when early stopping ends the run."""
@@ -356,7 +368,7 @@ class Trainer:
             preds = predict_features(self.built, self.features[split], dataset, device=self.device)
         else:
             preds = predict_dataset(self.built, dataset, batch_size=max(self.config.train.batch_size, 64),
-                                    device=self.device, amp=self.amp is not None)
+                                    device=self.device, amp=self.amp is not None, samples=self._eval_samples(split))
         metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
         losses = preds.losses
         metrics["loss"] = float(np.nanmean(losses)) if len(losses) else float("nan")
