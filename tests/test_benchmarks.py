@@ -1,0 +1,84 @@
+"""benchmarks/train_speed.py: the table logic, and one --quick smoke run (no timing assertions)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "benchmarks" / "train_speed.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(wall, acc, peak=100.0, n=200, epochs=10):
+    return {"wall_s": wall, "samples_per_s": n * epochs / wall, "peak_mib": peak, "val_accuracy": acc,
+            "num_train": n, "num_val": 50, "threads": 2}
+
+
+def test_summary_ratios_medians_and_targets():
+    ts = load_script()
+    sc = ts.scenario_settings("text-head", quick=False)
+    runs = {"engine": [fake_run(20, 0.96), fake_run(22, 0.96), fake_run(100, 0.96)],
+            "loop": [fake_run(120, 0.96, peak=50), fake_run(110, 0.96, peak=50), fake_run(130, 0.96, peak=50)]}
+    rows = ts.summarise("text-head", sc, runs)
+    engine = next(r for r in rows if r["method"] == "engine")
+    assert engine["wall_s"] == 22 and engine["wall_min"] == 20 and engine["wall_max"] == 100  # median, not mean
+    assert engine["speedup"] == pytest.approx(120 / 22)
+    assert engine["mem_ratio"] == pytest.approx(2.0)
+    assert engine["acc_points"] == pytest.approx(0.0)
+    table = ts.markdown_table(rows, repeats=3, quick=False)
+    assert table.splitlines()[0].startswith("| scenario | method |")
+    assert "| text-head | loop |" in table and "5.45x" in table
+    (verdict,) = ts.target_lines(rows)
+    assert "met" in verdict and "NOT" not in verdict
+
+
+def test_overhead_target_and_failed_method_are_reported():
+    ts = load_script()
+    sc = ts.scenario_settings("image-full", quick=False)
+    runs = {"engine": [fake_run(110, 0.5)], "loop": [fake_run(100, 0.5)]}
+    rows = ts.summarise("image-full", sc, runs)
+    (verdict,) = ts.target_lines(rows)
+    assert "+10.0 %" in verdict and "NOT met" in verdict
+    rows = ts.summarise("image-full", sc, {"engine": [{"error": "exit status 1: boom"}], "loop": [fake_run(100, 0.5)]})
+    assert "failed: exit status 1: boom" in ts.markdown_table(rows, 1, False)
+
+
+def test_quick_settings_shrink_every_scenario():
+    ts = load_script()
+    for name in ts.SCENARIOS:
+        full, quick = ts.scenario_settings(name, False), ts.scenario_settings(name, True)
+        assert quick["quick"] and not full["quick"]
+        assert quick != full
+
+
+@pytest.mark.slow
+def test_quick_text_head_prints_table_with_sane_accuracies(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out_md = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--scenario", "text-head", "--quick", "--repeats", "1",
+                           "--markdown", str(out_md)], capture_output=True, text=True, env=env, cwd=str(REPO), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("Machine: CPU ")
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| text-head |"):
+            rows[cells[1].split(" ")[0]] = cells
+    assert set(rows) == {"engine", "loop", "hf_trainer"}, proc.stdout
+    for method in ("engine", "loop"):
+        acc = float(rows[method][6])
+        assert acc >= 0.6, f"{method} reached only {acc} on 5 BBC topics (chance 0.2)"
+    assert 0.0 <= float(rows["hf_trainer"][6]) <= 1.0
+    assert "feature cache: computed once" in rows["engine"][1]  # a fresh runs directory: nothing reused
+    assert "| scenario | method |" in out_md.read_text()
