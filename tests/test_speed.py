@@ -1,14 +1,17 @@
-"""No wasted work: frozen groups get no gradients, the optimizer holds only trainable parameters, evaluation runs under inference mode."""
+"""No wasted work, and the GPU code paths (CPU here: CUDA-only checks skip, dtype choice is checked with mocks)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from transfer_core import trainer as trainer_mod
+from transfer_core import devices, trainer as trainer_mod
 from transfer_core.events import RunStatus
 from transfer_core.trainer import fit
 
-from test_trainer import image_config
+from test_trainer import Recorder, image_config
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
+
 
 @pytest.fixture
 def spy(monkeypatch):
@@ -59,3 +62,113 @@ def test_evaluation_runs_under_inference_mode(digits_folder, store, spy):
     assert training and evaluating
     assert all(grad and not inference for grad, inference, _ in training)
     assert all(inference for _, inference, _ in evaluating)  # no autograd bookkeeping while evaluating
+
+
+def test_amp_dtype_prefers_bf16_and_falls_back_to_fp16_with_a_grad_scaler(monkeypatch):
+    # Mocked: this machine has no GPU; the real check runs in test_cuda_mixed_precision_run.
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert devices.amp_dtype(cuda, True) == torch.bfloat16
+    assert not devices.needs_grad_scaler(torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert devices.amp_dtype(cuda, True) == torch.float16
+    assert devices.needs_grad_scaler(torch.float16)
+    assert devices.amp_dtype(cuda, False) is None
+    assert devices.amp_dtype(torch.device("cpu"), True) is None and not devices.needs_grad_scaler(None)
+
+
+def test_pick_device_order_with_mocked_accelerators(monkeypatch):
+    # Mocked: neither CUDA nor MPS exists on this machine.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert devices.pick_device("auto").type == "mps"
+    assert devices.pick_device("mps").type == "mps"
+    assert devices.pick_device("cuda").type == "cpu"  # asked for but missing: the CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.pick_device("auto").type == "cuda"
+    assert devices.pick_device("cpu").type == "cpu"
+
+
+def test_channels_last_only_for_cnns_on_cuda():
+    from transfer_core.models import build_model
+    cnn = build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).net
+    cuda = torch.device("cuda")
+    assert devices.use_channels_last(cnn, cuda, "image")
+    assert not devices.use_channels_last(cnn, torch.device("cpu"), "image")
+    patchify = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    assert not devices.use_channels_last(patchify, cuda, "image")  # a ViT-like stem gains nothing
+    batch = {"pixel_values": torch.zeros(2, 3, 8, 8)}
+    moved = __import__("transfer_core.batching", fromlist=["to_device"]).to_device(batch, torch.device("cpu"), channels_last=True)
+    assert moved["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_loader_workers_auto(monkeypatch):
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 16)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert devices.loader_workers(-1, cuda, per_item_work=True) == 4
+    assert devices.loader_workers(-1, cuda, per_item_work=False) == 0
+    assert devices.loader_workers(-1, cpu, per_item_work=True) == 0
+    assert devices.loader_workers(3, cpu, per_item_work=False) == 3  # an explicit number is kept
+
+
+def test_cudnn_benchmark_only_on_cuda_and_when_not_deterministic(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    devices.configure_backends(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    devices.configure_backends(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark is True
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    devices.configure_backends(torch.device("cuda"))
+    assert torch.backends.cudnn.benchmark is False
+
+
+def test_compile_failure_falls_back_with_a_notice(digits_folder, store, monkeypatch):
+    def broken_compile(net, *a, **k):
+        def call(**batch):
+            raise RuntimeError("no C++ compiler found")
+        return call
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    rec = Recorder()
+    compiled = fit(image_config(digits_folder, freeze__preset="full", train__compile=True), store=store, observers=[rec])
+    plain = fit(image_config(digits_folder, freeze__preset="full"), store=store)
+    assert compiled.status == RunStatus.COMPLETED, compiled.message
+    notes = [e.message for e in rec.events if e.kind == "Notice" and "torch.compile" in e.message]
+    assert len(notes) == 1 and "no C++ compiler" in notes[0]
+    assert compiled.metrics["val_loss"] == plain.metrics["val_loss"]
+
+
+def test_compiled_forward_does_not_swallow_out_of_memory():
+    def oom(**batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+    fallbacks = []
+    fwd = devices.CompiledForward(torch.nn.Identity(), enabled=False, on_fallback=fallbacks.append)
+    fwd.compiled = oom
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        fwd(input=torch.zeros(1))
+    assert not fallbacks
+
+
+def test_app_caps_torch_threads_and_the_engine_does_not(monkeypatch):
+    from app import resources
+    monkeypatch.delenv("TRANSFER_APP_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(resources.os, "cpu_count", lambda: 8)
+    assert resources.torch_threads() == 7
+    monkeypatch.setattr(resources.os, "cpu_count", lambda: 1)
+    assert resources.torch_threads() == 1
+    monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", "3")
+    assert resources.torch_threads() == 3
+    before = torch.get_num_threads()
+    try:
+        resources.cap_torch_threads()
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    import transfer_core.jobs, transfer_core.trainer  # noqa: F401,E401
+    assert torch.get_num_threads() == before  # importing the engine leaves the threads alone
+
+
+@cuda_only
+def test_cuda_mixed_precision_run(digits_folder, store):
+    result = fit(image_config(digits_folder, freeze__preset="full", train__device="cuda"), store=store)
+    assert result.status == RunStatus.COMPLETED, result.message

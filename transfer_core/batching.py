@@ -319,5 +319,9 @@ def make_loader(built: BuiltModel, samples, batches: list[list[int]], *, num_wor
                       pin_memory=pin_memory, persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
-def to_device(batch: dict, device: torch.device, non_blocking: bool = False) -> dict:
-    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+def to_device(batch: dict, device: torch.device, non_blocking: bool = False, channels_last: bool = False) -> dict:
+    """Move a batch; non_blocking copies overlap with compute when the loader pins memory (CUDA)."""
+    out = {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    if channels_last and "pixel_values" in out:
+        out["pixel_values"] = out["pixel_values"].contiguous(memory_format=torch.channels_last)
+    return out

@@ -104,7 +104,10 @@ class TrainConfig:
     early_stopping_metric: str = _field("val_loss", "Metric watched by early stopping.", choices=METRICS, advanced=True)
     cache_features: bool = _field(True, "When only the head trains and augmentation is off, run the frozen backbone once per sample "
                                         "and reuse its output every epoch (much faster, same result).", advanced=True)
-    num_workers: int = _field(0, "Background processes that load data (0: load in the training thread).", min=0, max=64, advanced=True)
+    num_workers: int = _field(-1, "Background processes that load data (0: load in the training thread; -1: auto, "
+                                  "up to 4 on CUDA when images are augmented or decoded per step, else 0).", min=-1, max=64, advanced=True)
+    compile: bool = _field(False, "Compile the model with torch.compile (slow first steps, then often faster on GPUs). "
+                                  "Falls back to the plain model with a notice when compiling fails.", advanced=True)
     cache_images: bool = _field(True, "Decode and resize each image once and keep the pixels (in the runs folder's .image_cache); "
                                       "epochs then only augment and normalise. Off: decode every image at every epoch.", advanced=True)
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from typing import Callable
 
 import torch
 
@@ -30,3 +32,70 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
+    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
+    return dtype == torch.float16
+
+
+def use_channels_last(net: torch.nn.Module, device: torch.device, modality: str) -> bool:
+    """channels_last memory format for convolutional image models on CUDA (faster cuDNN kernels).
+
+    A model counts as convolutional when it has several Conv2d layers: a vision transformer's
+    single patch-embedding convolution gains nothing from it.
+    """
+    if device.type != "cuda" or modality != "image":
+        return False
+    return sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) >= 3
+
+
+def configure_backends(device: torch.device) -> None:
+    """cuDNN autotuning on CUDA (input sizes are fixed per run), unless deterministic algorithms were asked for."""
+    if device.type == "cuda" and not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True
+
+
+def loader_workers(configured: int, device: torch.device, *, per_item_work: bool) -> int:
+    """Data-loading processes: `configured` when >= 0; auto (-1) uses up to 4 on CUDA when items
+    need work (augmentation or decoding), else 0: on the CPU the workers would compete with
+    training for the same cores, and decoded, unaugmented items are a copy."""
+    if configured >= 0:
+        return configured
+    if device.type != "cuda" or not per_item_work:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class CompiledForward:
+    """`net(**batch)` through torch.compile when asked; when compiling fails (at wrap time or at the
+    first call, where torch.compile reports most errors) it falls back to the eager module for the
+    rest of the run and calls `on_fallback(exc)` once. Running out of memory is never a compile failure."""
+
+    def __init__(self, net: torch.nn.Module, *, enabled: bool, on_fallback: Callable[[BaseException], None]):
+        self.net = net
+        self.on_fallback = on_fallback
+        self.compiled = None
+        if enabled:
+            try:
+                self.compiled = torch.compile(net)
+            except Exception as exc:  # e.g. no compiler toolchain, unsupported Python
+                self._fall_back(exc)
+
+    @property
+    def active(self) -> bool:
+        return self.compiled is not None
+
+    def _fall_back(self, exc: BaseException) -> None:
+        self.compiled = None
+        self.on_fallback(exc)
+
+    def __call__(self, **batch):
+        if self.compiled is not None:
+            try:
+                return self.compiled(**batch)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise
+                self._fall_back(exc)
+        return self.net(**batch)

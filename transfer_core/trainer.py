@@ -24,7 +24,8 @@ from . import batching
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .control import RunControl
-from .devices import amp_dtype, autocast, is_out_of_memory, pick_device
+from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, is_out_of_memory, loader_workers,
+                      needs_grad_scaler, pick_device, use_channels_last)
 from .errors import DataError, RunError, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_applies, cache_key, cached_features
@@ -121,6 +122,8 @@ class Trainer:
         self.features = None
         self.cache_pending = False
         self.eval_samples: dict = {}
+        self.channels_last = False
+        self.forward = None
 
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
@@ -145,8 +148,11 @@ class Trainer:
             self.data.refresh_report(self.built.preprocess.tokenizer, cfg.model.max_length)
         self._write_json(REPORT_FILE, self.data.report.to_dict())
         self.built.net.to(self.device)
-        if self.device.type == "cuda" and self.built.modality == "image":
+        self.channels_last = use_channels_last(self.built.net, self.device, self.built.modality)
+        if self.channels_last:
             self.built.net.to(memory_format=torch.channels_last)
+        configure_backends(self.device)
+        self.forward = CompiledForward(self.built.net, enabled=cfg.train.compile, on_fallback=self._compile_failed)
         self.store.update_run(self.run_id, modality=self.data.modality, dataset_fingerprint=self.data.fingerprint)
         self._write_json(LABELS_FILE, self.data.classes)
 
@@ -219,7 +225,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.optim,
                                          total_steps=(seg.end_epoch - seg.start_epoch) * self.steps_per_epoch,
                                          steps_per_epoch=self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.amp))
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
             self.scheduler.load_state_dict(scheduler_state)
@@ -315,11 +321,19 @@ class Trainer:
                 idx = torch.tensor(idx, device=self.device)
                 yield (lambda f=feats[idx]: net.head_logits(f)), targets[idx]
             return
-        loader = batching.make_loader(self.built, self.train_samples, batches, num_workers=cfg.train.num_workers,
+        per_item_work = self.built.modality == "image" and (cfg.augment.enabled or not cfg.train.cache_images)
+        workers = loader_workers(cfg.train.num_workers, self.device, per_item_work=per_item_work)
+        loader = batching.make_loader(self.built, self.train_samples, batches, num_workers=workers,
                                       pin_memory=self.device.type == "cuda", seed=cfg.train.seed * 100_003 + epoch)
+        forward = self.forward
         for inputs, targets, _ in loader:
-            inputs = batching.to_device(inputs, self.device, non_blocking=True)
-            yield (lambda i=inputs: net(**i)), targets.to(self.device, non_blocking=True)
+            inputs = batching.to_device(inputs, self.device, non_blocking=True, channels_last=self.channels_last)
+            yield (lambda i=inputs: forward(**i)), targets.to(self.device, non_blocking=True)
+
+    def _compile_failed(self, exc: BaseException) -> None:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        self._emit(Notice(self.run_id, time.time(), message=(
+            f"torch.compile failed ({type(exc).__name__}: {first}); training goes on with the plain model")))
 
     def _eval_samples(self, split: str):
         """The split's samples without augmentation, kept for the run (images decoded once)."""
