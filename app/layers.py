@@ -74,3 +74,34 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
                    f"(first epoch about {fmt_duration(est['first_epoch'])}); later epochs take a fraction of a second.")
     st.plotly_chart(charts.layer_params([{**g, "trainable": g["group"] in trainable} for g in groups]),
                     key="layer_chart", config={"displayModeBar": False})
+
+
+def augmentation_blocks_cache(cfg: RunConfig, modality: str) -> bool:
+    """True when only the head trains (so frozen features could be computed once) but image
+    augmentation makes every epoch's inputs different, which turns that cache off."""
+    f = cfg.freeze
+    head_only = (f.preset in ("feature_extraction", "staged") or (f.preset == "top_k" and f.top_k == 1)
+                 or (f.preset == "custom" and list(f.trainable_groups) == ["head"]))
+    return (modality == "image" and cfg.augment.enabled and cfg.train.cache_features
+            and head_only and not f.train_bn)
+
+
+def _augmentation_off() -> None:
+    cfg = draft()
+    cfg.augment.flip, cfg.augment.random_resized_crop = False, False
+    cfg.augment.rotation, cfg.augment.color_jitter = 0.0, 0.0
+    for name in ("flip", "random_resized_crop", "rotation", "color_jitter"):
+        st.session_state[f"{WIDGET_PREFIX}augment.{name}"] = getattr(cfg.augment, name)
+    save_draft(cfg)
+
+
+def augmentation_cache_notice(cfg: RunConfig, modality: str) -> None:
+    """On the Train page: say that augmentation turns the frozen-feature cache off, and offer to turn it off."""
+    if not augmentation_blocks_cache(cfg, modality):
+        return
+    st.info("Augmentation is on, so the frozen-feature cache is off: every epoch runs each image through the "
+            "whole network. With augmentation off, the frozen layers run once per image and later epochs train "
+            "only the head, usually many times faster (augmentation may still help on small data sets).",
+            icon=":material/speed:")
+    st.button("Turn augmentation off for speed", key="augment_off", on_click=_augmentation_off,
+              icon=":material/bolt:")

@@ -4,6 +4,7 @@ import streamlit as st
 from app.commands import cli_command
 from app.demo import default_run_name, describe_path
 from app.forms import render_settings
+from app.layers import augmentation_cache_notice
 from app.live import live_view
 from app.resources import get_jobs, get_store
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
@@ -40,6 +41,7 @@ with friendly("read the model choice"):
 sections = ("optim", "train") + (("augment",) if modality == "image" else ())
 problems = render_settings(cfg, sections, columns=3)
 save_draft(cfg)
+augmentation_cache_notice(cfg, modality)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):
     st.error(problem)

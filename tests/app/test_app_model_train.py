@@ -157,3 +157,15 @@ def test_failed_run_shows_its_reason(app_env, tmp_path):
     at.run()
     no_exceptions(at)
     assert any("The run failed" in e.value and "one class" in e.value for e in at.error)
+
+
+def test_train_page_offers_turning_augmentation_off_when_it_blocks_the_feature_cache(app_env, shapes_folder):
+    at = open_app("3_train", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            freeze__preset="feature_extraction", augment__flip=True)})
+    no_exceptions(at)
+    assert any("cache is off" in i.value for i in at.info)
+    at.button(key="augment_off").click().run()
+    no_exceptions(at)
+    assert not _cfg(at).augment.enabled
+    assert not any("cache is off" in i.value for i in at.info)
+    assert at.checkbox(key="cfg.augment.flip").value is False
