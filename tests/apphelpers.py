@@ -1,4 +1,4 @@
-"""Helpers for the AppTest tests (imported by the tests and conftest)."""
+"""Helpers for the AppTest tests (tests/app, tests/hardening): open the app, check it drew no error, make images."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
 SHAPES = ("circle", "square", "triangle")
 

@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Helper modules shared by several test folders (datafiles.py, apphelpers.py) live beside this file.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
 import numpy as np
 import pytest
@@ -56,3 +63,29 @@ def store(tmp_path):
     s = RunStore(tmp_path / "runs")
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("transfer_cache")
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, cache_dir):
+    """For AppTest: runs, uploads and caches in temporary folders; fresh st.cache_* and JobManager per test."""
+    import streamlit as st
+    import torch
+
+    from app.resources import shutdown_all
+
+    monkeypatch.setenv("TRANSFER_CORE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFER_APP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TRANSFER_CORE_CACHE", str(cache_dir))
+    # The app caps torch threads; in the test process keep whatever the other tests use.
+    monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield tmp_path
+    shutdown_all()
+    st.cache_resource.clear()
+    st.cache_data.clear()

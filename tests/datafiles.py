@@ -1,4 +1,4 @@
-"""Helpers for the data tests: real image, zip and text files written into tmp_path."""
+"""Helpers for the data and hardening tests: real image, zip and text files written into tmp_path."""
 from __future__ import annotations
 
 import io
@@ -70,3 +70,30 @@ def image_tree(root: Path, classes: dict[str, int], size=(8, 8), seed=0) -> Path
 
 def files_under(path: Path) -> set[str]:
     return {p.relative_to(path).as_posix() for p in path.rglob("*")}
+
+
+def zip_of_empty_entries(path: Path, n: int, prefix: str = "data/a/") -> Path:
+    """A valid (ZIP64) zip of `n` empty stored files, written directly: 100,000 entries in well under a second."""
+    local, central, offset = bytearray(), bytearray(), 0
+    for i in range(n):
+        name = f"{prefix}{i}.txt".encode()
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0,
+                               offset) + name
+        header = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+        local += header
+        offset += len(header)
+    end64 = len(local) + len(central)
+    tail = (struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, len(central), len(local))
+            + struct.pack("<IIQI", 0x07064B50, 0, end64, 1)
+            + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, len(central), len(local), 0))
+    path.write_bytes(bytes(local) + bytes(central) + tail)
+    return path
+
+
+def zip_folder(folder: Path, path: Path) -> Path:
+    """`folder` zipped with its own name as the top folder (as a file manager does)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"{folder.name}/{f.relative_to(folder).as_posix()}")
+    return path

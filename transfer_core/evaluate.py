@@ -261,9 +261,9 @@ def predictions_frame(preds: Predictions) -> pd.DataFrame:
         "confidence": preds.confidence.astype(np.float64),
         "loss": preds.losses,
     })
-    for j, c in enumerate(preds.classes):
-        frame[PROB_PREFIX + c] = preds.probs[:, j].astype(np.float64)
-    return frame
+    # One block for all classes: a column at a time warns (PerformanceWarning) past ~100 classes and is slow.
+    probs = pd.DataFrame(preds.probs.astype(np.float64), columns=[PROB_PREFIX + c for c in preds.classes])
+    return pd.concat([frame, probs], axis=1)
 
 
 def save_predictions(preds: Predictions, path: str | Path) -> Path:

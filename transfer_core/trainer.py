@@ -87,6 +87,8 @@ def check_startable(config: RunConfig, *, runs_dir=None) -> RunConfig:
     if spec.modality != modality:
         raise ConfigError(f"model.name {spec.name} is a {spec.modality} model but {config.data.path} holds {modality}s; "
                           f"pick a {modality} model (see `python -m transfer_core models`)")
+    from .models.network import check_downloadable
+    check_downloadable(spec, config.model.pretrained)   # offline with nothing cached: refuse now, not inside the run
     return config
 
 

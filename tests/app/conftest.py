@@ -1,4 +1,4 @@
-"""AppTest fixtures: an isolated runs and data directory per test, fresh cached resources, small data."""
+"""AppTest fixtures: small data (the isolated app_env fixture is in tests/conftest.py)."""
 from __future__ import annotations
 
 import csv
@@ -57,29 +57,3 @@ def topics_csv(tmp_path_factory) -> Path:
                 n += 1
                 w.writerow([n, " ".join(rng.choice(words.split(), size=8)), label])
     return path
-
-
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("transfer_cache")
-
-
-@pytest.fixture
-def app_env(tmp_path, monkeypatch, cache_dir):
-    """Runs, uploads and caches in temporary folders; fresh st.cache_* and JobManager per test."""
-    import streamlit as st
-    import torch
-
-    from app.resources import shutdown_all
-
-    monkeypatch.setenv("TRANSFER_CORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("TRANSFER_APP_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TRANSFER_CORE_CACHE", str(cache_dir))
-    # The app caps torch threads; in the test process keep whatever the other tests use.
-    monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield tmp_path
-    shutdown_all()
-    st.cache_resource.clear()
-    st.cache_data.clear()

@@ -19,6 +19,9 @@ IMBALANCE_WARNING = 10.0  # largest/smallest class
 TINY_SIDE = 24            # pixels; smaller images are blown up and blurry at model resolution (28 px MNIST-style sets pass)
 TRUNCATION_WARNING = 0.25
 TOKEN_SAMPLE = 5000       # token statistics are estimated from at most this many texts
+# Above this a run's per-class outputs (probabilities per sample, the confusion matrix) grow into
+# hundreds of MB and the page's charts stop being readable; ImageNet's 1,000 classes still fit.
+MAX_CLASSES = 1000
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,9 @@ def _class_findings(report: DataReport, splits: Splits | None) -> None:
         if absent_val:
             report.add("warning", "class_missing_from_val", f"Class(es) {_names(absent_val)} have no validation samples, so their accuracy cannot be measured.",
                 "Add validation samples for these classes or let the app split the training data.")
+    if len(counts) > MAX_CLASSES:
+        report.add("error", "too_many_classes", f"The data has {len(counts):,} classes, more than the limit of {MAX_CLASSES:,}.",
+            f"Merge related classes or train on a subset of at most {MAX_CLASSES:,} classes.")
     few = [c for c, n in counts.items() if 2 <= n < FEW_SAMPLES]
     if few:
         report.add("warning", "few_samples", f"Class(es) {_names(few)} have fewer than {FEW_SAMPLES} samples, too few to learn them reliably.",

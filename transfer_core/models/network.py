@@ -23,3 +23,36 @@ def reachable(host: str, port: int = 443, timeout: float = 3.0, ttl: float = 60.
         ok = False
     _seen[host] = (now, ok)
     return ok
+
+
+def check_downloadable(spec, pretrained: bool) -> None:
+    """Before a run exists: refuse a model that must download files when nothing is cached and
+    the source cannot be reached (the build would only fail later, inside the run)."""
+    from ..errors import ModelError
+    where = _missing_download(spec, pretrained)
+    if where:
+        raise ModelError(f"model.name {spec.name} must download from {where}, which cannot be reached "
+                         f"(no network?) and nothing is cached; {OFFLINE_HINT}")
+
+
+def _missing_download(spec, pretrained: bool) -> str | None:
+    """The host a build of `spec` would have to download from right now, or None when it need not."""
+    import os
+    from urllib.parse import urlparse
+    if spec.source == "torchvision" and pretrained:
+        import torch
+        import torchvision
+        url = torchvision.models.get_model_weights(spec.name).DEFAULT.url
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
+        host = urlparse(url).hostname or ""
+        return None if os.path.exists(cached) or reachable(host) else host
+    if spec.source == "huggingface":   # hub ids need the hub (config, tokenizer) even without pretrained weights
+        from huggingface_hub import try_to_load_from_cache
+        from .huggingface import hub_reachable
+        repo = spec.extra.get("path", spec.name)
+        files = ["config.json"] + (["model.safetensors", "pytorch_model.bin"] if pretrained else [])
+        cached = [isinstance(try_to_load_from_cache(repo, f), str) for f in files]
+        if cached[0] and (not pretrained or any(cached[1:])):
+            return None
+        return None if hub_reachable() else "the Hugging Face hub"
+    return None
