@@ -10,6 +10,12 @@ what the uncached one does.
 Features are kept in memory and in `<runs>/.feature_cache/<key>.safetensors`,
 keyed by model, weights, preprocessing and data, so a new run on the same data
 with other hyperparameters skips the backbone entirely.
+
+Scope: the cut is always just below the head group, for every family with a
+feature split (torchvision CNNs and ViTs, EfficientNet-Lite, Hugging Face text
+encoders, the tiny test models). A cut further down (first k groups frozen, as
+top_k or custom freezing give) is not cached: those runs run the whole network
+every epoch, with images still decoded only once (batching.py).
 """
 from __future__ import annotations
 
