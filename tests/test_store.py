@@ -6,7 +6,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pandas as pd
@@ -253,54 +252,6 @@ def test_reconcile_marks_dead_processes_interrupted(store):
     finally:
         live.kill()
         live.wait()
-
-
-def test_concurrent_writer_and_readers(store):
-    run_id = _new_run(store)
-    store.record_event(_started(run_id))
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    written = [0]
-    reads = [0]
-
-    def write():
-        try:
-            step = 0
-            deadline = time.perf_counter() + 2.0
-            while time.perf_counter() < deadline:
-                step += 1
-                store.record_event(_batch(run_id, step // 1000, step))
-                if step % 2000 == 0:
-                    store.record_event(_epoch(run_id, step // 2000 - 1, 0.5))
-            store.flush()
-            written[0] = step
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            stop.set()
-
-    def read():
-        try:
-            while not stop.is_set():
-                store.list_runs()
-                store.metrics(run_id, scope="epoch")
-                store.metrics(run_id, scope="step")
-                reads[0] += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    elapsed = time.perf_counter() - started
-    assert not errors, errors
-    rate = written[0] / elapsed
-    print(f"\nrun store: {rate:,.0f} BatchEnded events/s with 2 concurrent readers ({reads[0]} read rounds)")
-    assert rate > 0
-    assert len(store.metrics(run_id, scope="step")) == written[0]
 
 
 def test_buffered_metrics_reach_other_stores(store, tmp_path):

@@ -144,23 +144,6 @@ def test_pause_and_resume_in_thread(digits_folder, store):
     assert seen_paused.is_set()
 
 
-def test_exception_inside_epoch_fails_run_and_keeps_checkpoint(digits_folder, store):
-    def explode(e):
-        if e.kind == "BatchEnded" and e.epoch == 1 and e.step_in_epoch == 2:
-            raise RuntimeError("boom in epoch 2")
-
-    cfg = image_config(digits_folder)
-    failed = fit(cfg, store=store, observers=[Recorder(explode)])
-    assert failed.status == RunStatus.FAILED
-    assert "boom in epoch 2" in failed.message
-    record = store.get_run(failed.run_id)
-    assert record.status == RunStatus.FAILED and "boom" in record.message
-    # The epoch-1 checkpoint is intact, so the run resumes and finishes.
-    resumed = fit(None, store=store, run_id=failed.run_id, resume=True)
-    assert resumed.status == RunStatus.COMPLETED, resumed.message
-    assert resumed.epochs_done == 3
-
-
 def test_extend_finished_run(digits_folder, store):
     first = fit(image_config(digits_folder, train__epochs=2), store=store)
     extended = fit(None, store=store, run_id=first.run_id, resume=True, extra_epochs=2)

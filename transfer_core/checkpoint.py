@@ -13,11 +13,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
     """Write to a temporary file and rename, so a crash mid-write never leaves a torn checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)   # a full disk leaves the last good checkpoint, and no torn copy
 
 
 def load_checkpoint(path: Path) -> dict:

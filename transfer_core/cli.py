@@ -229,6 +229,8 @@ class ProgressBar:
         from tqdm import tqdm
         kind = event.kind
         if kind == "RunStarted":
+            if self.bar is not None:   # started again (an out-of-memory retry with smaller batches)
+                self.bar.close()
             total = event.epochs * event.steps_per_epoch
             self.bar = tqdm(total=total, initial=event.start_epoch * event.steps_per_epoch, unit="step",
                             file=sys.stderr, dynamic_ncols=True, desc=f"run {event.run_id}")

@@ -1,17 +1,23 @@
 """fit(): one synchronous training loop serving the CLI, the app's background thread, tests and benchmarks.
 
 It emits typed events (events.py) to the run store and any observers, honours
-stop/pause at batch boundaries (control.py), writes a checkpoint at every epoch
-end and on stop, and turns every exception into a failed run with advice.
+stop/pause at batch boundaries (control.py), writes a checkpoint when training
+begins, at every epoch end and on stop, retries an epoch with half the batch size
+when the device runs out of memory, and turns every exception into a failed run
+with advice.
 """
 from __future__ import annotations
 
+import errno
+import gc
 import json
 import logging
 import math
+import os
 import random
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -121,6 +127,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"epoch": -1, "value": None}
         self.bad_epochs = 0
+        self.eval_batch_size = max(config.train.batch_size, 64)   # halved with the batch size after out of memory
         self.features = None
         self.cache_pending = False
         self.eval_samples: dict = {}
@@ -163,7 +170,6 @@ class Trainer:
                                                  decoded=cfg.train.cache_images, cache_root=self.store.root)
         self.eval_samples = {}
         self.train_targets = torch.tensor(self.train_samples.targets, device=self.device)
-        self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         start_epoch, step_in_epoch, self.global_step = 0, 0, 0
         self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
         state = None
@@ -178,11 +184,16 @@ class Trainer:
             self.global_step = state["global_step"]
             self.train_seconds, self.history = state["train_seconds"], state["history"]
             self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+            # An out-of-memory retry may have lowered the batch size; the checkpoint counts steps in it.
+            cfg.train.batch_size = state.get("batch_size", cfg.train.batch_size)
+            self.eval_batch_size = state.get("eval_batch_size", self.eval_batch_size)
             if extra_epochs > 0:
                 start_epoch, step_in_epoch = self._extend(extra_epochs, start_epoch, step_in_epoch)
-            elif start_epoch >= cfg.train.epochs:
+            elif start_epoch >= cfg.train.epochs and self.store.get_run(self.run_id).status == RunStatus.COMPLETED:
                 raise RunError("this run already finished all its epochs; extend it with more epochs instead")
+            # (all epochs trained but the run failed while finishing, e.g. on a full disk: it only finishes)
             self.built.net.load_state_dict(state["net"])
+        self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         self._write_json(CONFIG_FILE, cfg.to_dict())
         self.store.update_run(self.run_id, config=cfg.to_dict())
 
@@ -194,29 +205,93 @@ class Trainer:
             accum = state["accum"]
         else:
             accum = _new_accum()
-        trainable, total = count_trainable(self.built)
-        self._emit(RunStarted(self.run_id, time.time(), epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch,
-                              start_epoch=start_epoch, num_train=len(self.data.splits.train), num_val=len(self.data.splits.val),
-                              classes=tuple(self.data.classes), device=str(self.device),
-                              trainable_params=trainable, total_params=total))
+        self._emit_started(start_epoch)
         for note in self.data.notices:
             self._emit(Notice(self.run_id, time.time(), message=note))
+        if state is None:
+            # Something to go back to from the first epoch on: an out-of-memory retry, or a resume
+            # after the process died, restarts from here.
+            self._save_checkpoint(start_epoch, 0, accum)
 
         for epoch in range(start_epoch, cfg.train.epochs):
             if segment_for_epoch(self.segments, epoch) != self.seg_index:
                 self._enter_segment(segment_for_epoch(self.segments, epoch))
             self.epoch = epoch
-            self._train_epoch(epoch, step_in_epoch, accum)
+            while True:
+                try:
+                    self._train_epoch(epoch, step_in_epoch, accum)
+                    early_stop = self._end_epoch(epoch)
+                    break
+                except Exception as exc:
+                    if not is_out_of_memory(exc) or cfg.train.batch_size <= 1:
+                        raise
+                    step_in_epoch, accum = self._retry_with_smaller_batches(epoch, exc)
             step_in_epoch, accum = 0, _new_accum()
-            if self._end_epoch(epoch):
+            if early_stop:
                 self._emit(Notice(self.run_id, time.time(), message=(
                     f"early stopping: {cfg.train.early_stopping_metric} did not improve for "
                     f"{cfg.train.early_stopping_patience} epochs; keeping the best epoch ({self.best['epoch'] + 1})")))
                 break
         return self._finish(RunStatus.COMPLETED)
 
+    def _emit_started(self, start_epoch: int) -> None:
+        cfg = self.config
+        trainable, total = count_trainable(self.built)
+        self._emit(RunStarted(self.run_id, time.time(), epochs=cfg.train.epochs, steps_per_epoch=self.steps_per_epoch,
+                              start_epoch=start_epoch, num_train=len(self.data.splits.train), num_val=len(self.data.splits.val),
+                              classes=tuple(self.data.classes), device=str(self.device),
+                              trainable_params=trainable, total_params=total))
+
+    def _retry_with_smaller_batches(self, epoch: int, exc: BaseException) -> tuple[int, dict]:
+        """After running out of memory: back to the last checkpoint (this epoch's start, or where a stop
+        left it) with half the batch size. Nothing of the failed attempt survives, so the optimizer never
+        keeps a step of a broken batch. Returns where the epoch goes on: (step_in_epoch, accum)."""
+        cfg = self.config
+        old = cfg.train.batch_size
+        # Free what the failed attempt holds before loading anything.
+        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+        done = state["step_in_epoch"] * state.get("batch_size", old)   # samples of this epoch already trained
+        if state["epoch"] != epoch or (done and batching.sample_lengths(self.train_samples) is not None):
+            # No epoch start to go back to, and text batches grouped by length cannot be re-cut mid-epoch.
+            raise exc
+        self.optimizer.zero_grad(set_to_none=True)
+        self.features = None
+        exc.__traceback__ = None   # its frames hold the failed batch's activations
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        new = old // 2
+        if done % new:
+            new = math.gcd(new, done)   # an odd batch size stopped mid-epoch: keep the sample position exact
+        step_in_epoch = done // new
+        cfg.train.batch_size = new
+        self.eval_batch_size = max(1, self.eval_batch_size // 2)
+        self.steps_per_epoch = math.ceil(len(self.data.splits.train) / new)
+
+        self.built.net.load_state_dict(state["net"])
+        self.global_step, self.train_seconds = state["global_step"], state["train_seconds"]
+        self.history, self.best, self.bad_epochs = state["history"], state["best"], state["bad_epochs"]
+        seg_index = segment_for_epoch(self.segments, epoch)
+        seg_start = self.segments[seg_index].start_epoch
+        # At a segment's first step the checkpoint holds the previous segment's optimizer: start afresh.
+        fresh = epoch == seg_start and step_in_epoch == 0
+        self._enter_segment(seg_index, optimizer_state=None if fresh else state["optimizer"],
+                            scaler_state=state.get("scaler"),
+                            schedule_steps=(epoch - seg_start) * self.steps_per_epoch + step_in_epoch)
+        _set_rng_state(state["rng"])
+        accum = state["accum"]
+        # The checkpoint first: a resume after a crash in between trusts the checkpoint's batch size.
+        self._save_checkpoint(epoch, step_in_epoch, accum)
+        self._write_json(CONFIG_FILE, cfg.to_dict())
+        self.store.update_run(self.run_id, config=cfg.to_dict())
+        self._emit(Notice(self.run_id, time.time(), message=(
+            f"Out of memory at batch size {old}; retrying epoch {epoch + 1} with batch size {new}")))
+        self._emit_started(epoch)
+        return step_in_epoch, accum
+
     # ---- segments (freezing stages) -----------------------------------
-    def _enter_segment(self, index: int, *, optimizer_state=None, scheduler_state=None, scaler_state=None) -> None:
+    def _enter_segment(self, index: int, *, optimizer_state=None, scheduler_state=None, scaler_state=None,
+                       schedule_steps: int | None = None) -> None:
         cfg = self.config
         seg = self.segments[index]
         self.seg_index = index
@@ -230,9 +305,16 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.amp))
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
-            self.scheduler.load_state_dict(scheduler_state)
-            if scaler_state:
-                self.scaler.load_state_dict(scaler_state)
+            if scheduler_state is not None:
+                self.scheduler.load_state_dict(scheduler_state)
+        if scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+        if schedule_steps:
+            # A schedule rebuilt for another number of steps per epoch, moved to where the run is.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)   # "scheduler.step() before optimizer.step()"
+                for _ in range(schedule_steps):
+                    self.scheduler.step()
         self.trainable_params = [p for p in self.built.net.parameters() if p.requires_grad]
         # Cache only while the backbone has never trained, so its features are those of the start weights.
         head_only_so_far = all(cache_applies(self.built, s.trainable, cfg) for s in self.segments[:index + 1])
@@ -254,7 +336,7 @@ class Trainer:
             samples = self.train_samples if split == "train" else self._eval_samples(split)
             key = cache_key(cfg, self.built, f"{dataset.fingerprint()}:{digest}", split)
             feats, hit = cached_features(self.built, samples, key=key, cache_root=self.store.root,
-                                         batch_size=max(cfg.train.batch_size, 64), device=self.device, amp_dtype=self.amp)
+                                         batch_size=self.eval_batch_size, device=self.device, amp_dtype=self.amp)
             features[split] = feats.to(self.device)
             hits.append(hit)
         self._emit(Notice(self.run_id, time.time(), message=(
@@ -383,7 +465,7 @@ class Trainer:
         if self.features is not None and split in self.features:
             preds = predict_features(self.built, self.features[split], dataset, device=self.device)
         else:
-            preds = predict_dataset(self.built, dataset, batch_size=max(self.config.train.batch_size, 64),
+            preds = predict_dataset(self.built, dataset, batch_size=self.eval_batch_size,
                                     device=self.device, amp=self.amp is not None, samples=self._eval_samples(split))
         metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
         losses = preds.losses
@@ -415,11 +497,19 @@ class Trainer:
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
             "segments": [s.to_dict() for s in self.segments], "accum": dict(accum), "best": dict(self.best),
             "bad_epochs": self.bad_epochs, "history": list(self.history), "train_seconds": self.train_seconds,
-            "fingerprint": self.data.fingerprint, "rng": _get_rng_state()})
+            "fingerprint": self.data.fingerprint, "rng": _get_rng_state(),
+            "batch_size": self.config.train.batch_size, "eval_batch_size": self.eval_batch_size})
 
     def _save_weights(self, filename: str) -> None:
+        # Through a temporary file: a full disk must not leave a torn file in place of the last good one.
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.built.net.state_dict().items()}
-        save_file(state, str(self.run_dir / filename))
+        path = self.run_dir / filename
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        try:
+            save_file(state, str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _finish(self, status: str) -> FitResult:
         """Final weights, evaluation and predictions; also used when the user stops a run."""
@@ -452,15 +542,22 @@ class Trainer:
     def _fail(self, exc: Exception) -> FitResult:
         message, advice = describe_failure(exc, self.config)
         if not isinstance(exc, TransferError):
-            log.exception("run %s failed", self.run_id)
+            if _is_environment_failure(exc):
+                # Message and advice say it all; the traceback goes to log.txt only.
+                log.debug("run %s failed", self.run_id, exc_info=exc)
+            else:
+                log.exception("run %s failed", self.run_id)
             try:
                 self._log("".join(traceback.format_exception(exc)))
             except OSError:
                 pass
         try:
             self._emit(RunFailed(self.run_id, time.time(), message=message, advice=advice, error_type=type(exc).__name__))
-        except Exception:  # the store itself may be what failed (disk full): still report to the caller
-            log.exception("could not record the failure of run %s", self.run_id)
+        except Exception:  # the store itself may be what failed (disk full): try the smallest write, then give up
+            try:
+                self.store.set_status(self.run_id, RunStatus.FAILED, message=message, advice=advice)
+            except Exception:
+                log.warning("could not record the failure of run %s: %s", self.run_id, message)
         return FitResult(self.run_id, RunStatus.FAILED, len(self.history), self.best["epoch"], {}, self.train_seconds,
                          message=message, advice=advice)
 
@@ -486,13 +583,32 @@ class Trainer:
 def describe_failure(exc: Exception, config: RunConfig) -> tuple[str, str]:
     """One plain message and one piece of advice for any failure."""
     if is_out_of_memory(exc):
+        if config.train.batch_size <= 1:
+            return ("the device ran out of memory even at batch size 1",
+                    "turn on mixed precision, use a smaller image size or max length, freeze more layer groups, "
+                    "or pick a smaller model")
         return (f"the device ran out of memory with batch size {config.train.batch_size}",
                 "lower train.batch_size, turn on mixed precision, use a smaller image size or freeze more layer groups")
     if isinstance(exc, TransferError):
         return str(exc), ""
-    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
-        return "the disk is full", "free some space or choose another runs directory"
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return (f"the disk is full{where}",
+                "free some disk space and resume the run (its last checkpoint is kept), or choose another runs directory")
+    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE:
+        where = f" {exc.filename}" if exc.filename else " to the runs directory"
+        return (f"cannot write{where} ({exc.strerror or exc})",
+                "make the runs directory writable and resume the run, or choose another runs directory")
     return f"{type(exc).__name__}: {exc}", "see log.txt in the run folder; if the data is at fault, check the data report"
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+
+
+def _is_environment_failure(exc: BaseException) -> bool:
+    """Failures of the machine, not of the code: out of memory, a full disk, an unwritable folder."""
+    return is_out_of_memory(exc) or (isinstance(exc, OSError) and exc.errno in _DISK_FULL | _UNWRITABLE)
 
 
 def seed_everything(seed: int) -> None:
