@@ -283,8 +283,10 @@ def markdown_table(rows: list[dict], repeats: int, quick: bool) -> str:
             f"| {_fmt(r.get('speedup'), '.2f', 'x')} | {_fmt(r.get('sps_ratio'), '.2f', 'x')} "
             f"| {_fmt(r.get('mem_ratio'), '.2f', 'x')} | {acc_vs} |")
     tag = " QUICK (tiny sizes: a smoke test, not a measurement)." if quick else ""
+    threads = sorted({t for r in rows for t in (r.get("threads") or [])})
     lines.append("")
-    lines.append(f"Medians of {repeats} run(s) per method, each in a fresh process.{tag} "
+    lines.append(f"Medians of {repeats} run(s) per method, each in a fresh process, torch threads at the end of "
+                 f"every run: {', '.join(map(str, threads)) or '?'}.{tag} "
                  "\"vs loop\" columns are ratios to the plain PyTorch loop of the same scenario in this session "
                  "(speed: loop wall time / method wall time; acc: ratio, and the difference in percentage points).")
     return "\n".join(lines)
