@@ -141,3 +141,19 @@ def test_predict_dataset_text_matches_predict_inputs():
     np.testing.assert_allclose(predict_inputs(built, texts, batch_size=2), preds.probs, atol=1e-5)
     metrics = evaluate_predictions(preds)
     assert metrics["num_samples"] == 4 and len(metrics["confusion_matrix"]) == 3
+
+
+def test_metrics_agree_with_sklearn_including_absent_classes():
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(6)]
+    true = rng.integers(0, 5, 200)          # class c5 never occurs, and c4 is never predicted
+    pred = np.where(rng.random(200) < 0.6, true, rng.integers(0, 4, 200))
+    m = compute_metrics(true, pred, classes)
+    labels = list(range(6))
+    p, r, f, s = precision_recall_fscore_support(true, pred, labels=labels, zero_division=0)
+    assert m["confusion_matrix"] == confusion_matrix(true, pred, labels=labels).tolist()
+    assert m["macro_f1"] == pytest.approx(f1_score(true, pred, labels=labels, average="macro", zero_division=0))
+    for i, c in enumerate(classes):
+        assert m["per_class"][c] == pytest.approx({"precision": p[i], "recall": r[i], "f1": f[i], "support": s[i]})

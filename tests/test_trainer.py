@@ -121,6 +121,23 @@ def test_stop_then_resume_matches_uninterrupted(digits_folder, store, stop_at_st
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+def test_head_only_checkpoints_skip_the_frozen_backbone_and_resume_exactly(digits_folder, store):
+    cfg = image_config(digits_folder, freeze__preset="feature_extraction", optim__lr=0.05)
+    baseline = fit(cfg, store=store)
+    control = RunControl()
+    stopper = Recorder(lambda e: e.kind == "BatchEnded" and e.step == 5 and control.request_stop())
+    stopped = fit(cfg.copy(), store=store, control=control, observers=[stopper])
+    saved = torch.load(store.run_dir(stopped.run_id) / CHECKPOINT_FILE, weights_only=True)["net"]
+    full = load_file(str(store.run_dir(baseline.run_id) / WEIGHTS_FILE))
+    assert 0 < len(saved) < len(full)           # the frozen groups' parameters are not in the checkpoint
+
+    resumed = fit(None, store=store, run_id=stopped.run_id, resume=True)
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert resumed.metrics["val_loss"] == pytest.approx(baseline.metrics["val_loss"], abs=1e-6)
+    after = load_file(str(store.run_dir(resumed.run_id) / WEIGHTS_FILE))
+    assert all(torch.allclose(full[k].float(), after[k].float(), atol=1e-6) for k in full)
+
+
 def test_pause_and_resume_in_thread(digits_folder, store):
     control = RunControl()
     seen_paused = threading.Event()

@@ -169,6 +169,8 @@ class Trainer:
         self.train_samples = batching.sample_set(self.built, self.data.splits.train, augment=cfg.augment,
                                                  decoded=cfg.train.cache_images, cache_root=self.store.root)
         self.eval_samples = {}
+        self.weights_version = 0    # bumped whenever the weights change, so an unchanged model is not evaluated twice
+        self.last_eval: dict[str, tuple] = {}
         self.train_targets = torch.tensor(self.train_samples.targets, device=self.device)
         start_epoch, step_in_epoch, self.global_step = 0, 0, 0
         self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
@@ -192,7 +194,7 @@ class Trainer:
             elif start_epoch >= cfg.train.epochs and self.store.get_run(self.run_id).status == RunStatus.COMPLETED:
                 raise RunError("this run already finished all its epochs; extend it with more epochs instead")
             # (all epochs trained but the run failed while finishing, e.g. on a full disk: it only finishes)
-            self.built.net.load_state_dict(state["net"])
+            self._load_net_state(state)
         self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         self._write_json(CONFIG_FILE, cfg.to_dict())
         self.store.update_run(self.run_id, config=cfg.to_dict())
@@ -268,7 +270,7 @@ class Trainer:
         self.eval_batch_size = max(1, self.eval_batch_size // 2)
         self.steps_per_epoch = math.ceil(len(self.data.splits.train) / new)
 
-        self.built.net.load_state_dict(state["net"])
+        self._load_net_state(state)
         self.global_step, self.train_seconds = state["global_step"], state["train_seconds"]
         self.history, self.best, self.bad_epochs = state["history"], state["best"], state["bad_epochs"]
         seg_index = segment_for_epoch(self.segments, epoch)
@@ -376,6 +378,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             self.global_step += 1
+            self.weights_version += 1
             step_in_epoch += 1
             n = len(targets)
             accum["loss_sum"] += loss.item() * n
@@ -461,6 +464,13 @@ class Trainer:
 
     def _evaluate(self, split: str, predictions_file: str | None = None) -> dict:
         dataset = getattr(self.data.splits, split)
+        reuse = self.last_eval.get(split)
+        if reuse is not None and reuse[0] == self.weights_version:
+            # The weights have not changed since this split was last evaluated (the last epoch's validation).
+            metrics, preds = reuse[1], reuse[2]
+            if predictions_file:
+                save_predictions(preds, self.run_dir / predictions_file)
+            return dict(metrics)
         self._ensure_features()
         if self.features is not None and split in self.features:
             preds = predict_features(self.built, self.features[split], dataset, device=self.device)
@@ -472,6 +482,7 @@ class Trainer:
         metrics["loss"] = float(np.nanmean(losses)) if len(losses) else float("nan")
         if predictions_file:
             save_predictions(preds, self.run_dir / predictions_file)
+        self.last_eval[split] = (self.weights_version, dict(metrics), preds)
         return metrics
 
     # ---- control, checkpoints, ending --------------------------------------
@@ -492,13 +503,31 @@ class Trainer:
 
     def _save_checkpoint(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
         save_checkpoint(self.run_dir / CHECKPOINT_FILE, {
-            "format": 1, "net": self.built.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "format": 1, "net": self._changeable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
             "segments": [s.to_dict() for s in self.segments], "accum": dict(accum), "best": dict(self.best),
             "bad_epochs": self.bad_epochs, "history": list(self.history), "train_seconds": self.train_seconds,
             "fingerprint": self.data.fingerprint, "rng": _get_rng_state(),
             "batch_size": self.config.train.batch_size, "eval_batch_size": self.eval_batch_size})
+
+    def _always_frozen(self, segments: list[Segment]) -> set[str]:
+        trains = {name for seg in segments for name in seg.trainable}
+        return {p for g in self.built.groups if g.name not in trains for p in g.param_names}
+
+    def _changeable_state(self) -> dict:
+        """Parameters of every group that trains in some stage, and all buffers. Groups frozen throughout
+        never change, and a resumed run rebuilds them from the same source, so checkpoints skip them:
+        a head-only run checkpoints kilobytes instead of the whole backbone at every epoch."""
+        frozen = self._always_frozen(self.segments)
+        return {k: v for k, v in self.built.net.state_dict().items() if k not in frozen}
+
+    def _load_net_state(self, state: dict) -> None:
+        missing, unexpected = self.built.net.load_state_dict(state["net"], strict=False)
+        self.weights_version += 1
+        skipped = self._always_frozen([Segment.from_dict(s) for s in state["segments"]])
+        if unexpected or set(missing) - skipped:
+            raise RunError("the checkpoint does not match this model; start the run again")
 
     def _save_weights(self, filename: str) -> None:
         # Through a temporary file: a full disk must not leave a torn file in place of the last good one.
@@ -517,6 +546,7 @@ class Trainer:
             return self._fail(RunError("the run stopped before training began; start it again"))
         if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
             self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
+            self.weights_version += 1
         self._save_weights(WEIGHTS_FILE)
         metrics = self._final_metrics()
         epochs_done = len(self.history)
