@@ -23,6 +23,14 @@ def data_dir() -> Path:
     return Path(os.environ.get("TRANSFER_APP_DATA", "data")).expanduser().resolve()
 
 
+def allowed_roots() -> list[Path]:
+    """The only folders a path typed into a page may name: the runs and the data folder, plus any in
+    `$TRANSFER_APP_EXTRA_ROOTS` (separated by os.pathsep), e.g. a folder of local Hugging Face models."""
+    extra = [Path(p).expanduser().resolve() for p in os.environ.get("TRANSFER_APP_EXTRA_ROOTS", "").split(os.pathsep)
+             if p.strip()]
+    return [runs_dir(), data_dir(), *extra]
+
+
 def new_upload_dir(kind: str) -> Path:
     """A fresh folder under `<data>/uploads/` with a generated name; user input never picks the path."""
     folder = data_dir() / "uploads" / f"{kind}-{uuid.uuid4().hex[:12]}"
@@ -64,7 +72,7 @@ def _services(root: str):
     import sklearn.metrics  # noqa: F401
 
     store = RunStore(root)
-    jobs = JobManager(store)
+    jobs = JobManager(store, allowed_roots=allowed_roots())
     # On Ctrl-C of the server, running jobs stop at the next batch and write a checkpoint.
     atexit.register(jobs.shutdown, 20.0)
     _MANAGERS.append((store, jobs))

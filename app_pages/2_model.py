@@ -5,7 +5,7 @@ from app import model_ui
 from app.data_ui import inspect
 from app.forms import render_field, render_settings
 from app.layers import layer_map
-from app.resources import runs_dir
+from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft
 from app.ui import friendly
 from transfer_core.config import FREEZE_PRESETS
@@ -35,10 +35,11 @@ cfg.model.name = st.selectbox("Pretrained model", names, key=key, format_func=mo
                               help="Models marked offline ✓ are installed with the app; the others download their "
                                    "weights the first time a run uses them.")
 with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face folder, or run:<run id>"):
+    st.caption("A local folder must lie under the app's data or runs folder.")
     other = st.text_input("Model name", key="other_model", placeholder="distilbert-base-uncased")
     if st.button("Use this model", key="use_other_model") and other.strip():
         with friendly("use this model"):
-            get_spec(other.strip(), runs_dir=runs_dir())
+            get_spec(other.strip(), runs_dir=runs_dir(), allowed_roots=allowed_roots())
             cfg.model.name = other.strip()
             del st.session_state[key]
             save_draft(cfg)
@@ -46,7 +47,7 @@ with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face
 
 spec = None
 with friendly("describe the model"):
-    spec = get_spec(cfg.model.name, runs_dir=runs_dir())
+    spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     if modality and spec.modality != modality:
         st.error(f"{spec.name} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
                  f"holds {modality}s; pick a {modality} model.")

@@ -6,7 +6,7 @@ from app.demo import default_run_name, describe_path
 from app.forms import render_settings
 from app.layers import augmentation_cache_notice
 from app.live import live_view
-from app.resources import get_jobs, get_store
+from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
 from app.ui import friendly
 from transfer_core.models import get_spec
@@ -32,7 +32,7 @@ if not has_data(cfg):
 modality = "image"
 with friendly("read the model choice"):
     modality = guess_modality(cfg.data.path)
-    spec = get_spec(cfg.model.name)
+    spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     st.markdown(f"**Data:** {describe_path(cfg.data.path)} · **Model:** {spec.name} "
                 f"({'offline' if spec.offline else 'downloads weights on first use'}) · "
                 f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}")

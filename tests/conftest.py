@@ -71,8 +71,9 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def app_env(tmp_path, monkeypatch, cache_dir):
-    """For AppTest: runs, uploads and caches in temporary folders; fresh st.cache_* and JobManager per test."""
+def app_env(tmp_path, monkeypatch, cache_dir, tmp_path_factory):
+    """For AppTest: runs, uploads and caches in temporary folders; fresh st.cache_* and JobManager per test.
+    The tests' own data folders (under pytest's base temp) count as allowed roots of the app."""
     import streamlit as st
     import torch
 
@@ -81,6 +82,7 @@ def app_env(tmp_path, monkeypatch, cache_dir):
     monkeypatch.setenv("TRANSFER_CORE_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("TRANSFER_APP_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TRANSFER_CORE_CACHE", str(cache_dir))
+    monkeypatch.setenv("TRANSFER_APP_EXTRA_ROOTS", str(tmp_path_factory.getbasetemp()))
     # The app caps torch threads; in the test process keep whatever the other tests use.
     monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
     st.cache_resource.clear()

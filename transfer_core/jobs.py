@@ -16,6 +16,7 @@ from .control import RunControl
 from .devices import pick_device
 from .errors import RunError
 from .events import RunStatus
+from .paths import check_config_paths
 from .store import RunStore
 from .trainer import FitResult, Observer, check_startable, fit
 
@@ -34,9 +35,12 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, store: RunStore, observers: list[Observer] | None = None):
+    def __init__(self, store: RunStore, observers: list[Observer] | None = None, *,
+                 allowed_roots: list | None = None):
         self.store = store
         self.observers = list(observers or [])
+        # Set by the web app: runs may read data and local model folders only under these folders.
+        self.allowed_roots = list(allowed_roots) if allowed_roots is not None else None
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Job]] = {}
         self._running: dict[str, Job] = {}   # device -> job
@@ -49,6 +53,8 @@ class JobManager:
     # ---- starting -------------------------------------------------------
     def submit(self, config: RunConfig, name: str | None = None) -> str:
         """Validate, create the run (queued) and schedule it. Raises ConfigError before anything is written."""
+        if self.allowed_roots is not None:
+            check_config_paths(config, self.allowed_roots)
         check_startable(config, runs_dir=self.store.root)
         run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                        dataset=config.data.path)

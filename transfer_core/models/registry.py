@@ -40,8 +40,12 @@ def default_model(modality: str) -> ModelSpec:
     return _catalogue()[DEFAULTS[modality]]
 
 
-def get_spec(name: str, *, runs_dir: str | Path | None = None) -> ModelSpec:
-    """Spec for a registry name or alias, run:<id>, a local Hugging Face folder, or a hub id."""
+def get_spec(name: str, *, runs_dir: str | Path | None = None,
+             allowed_roots: list[str | Path] | None = None) -> ModelSpec:
+    """Spec for a registry name or alias, run:<id>, a local Hugging Face folder, or a hub id.
+
+    With `allowed_roots` (the web app passes its runs and data folders), a local folder outside
+    them is refused before anything in it is read."""
     from . import huggingface
     name = (name or "").strip()
     if not name:
@@ -52,6 +56,9 @@ def get_spec(name: str, *, runs_dir: str | Path | None = None) -> ModelSpec:
     if canonical is not None:
         return _catalogue()[canonical]
     if huggingface.is_local(name) or "/" in name:
+        if allowed_roots is not None and huggingface.is_local(name):
+            from ..paths import check_allowed
+            check_allowed(name, allowed_roots, what="model.name", error=ModelError)
         return huggingface.hf_spec(name)
     some = ", ".join(list(_catalogue())[:6])
     raise ModelError(f"unknown model '{name}'; use a registry name ({some}, ...), a Hugging Face hub id (org/name), "

@@ -119,7 +119,8 @@ def _download_state(name: str) -> dict:
     if not os.path.exists(cached) and not reachable(urlparse(weights.url).hostname or ""):
         raise failed
     try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+        # weights_only: the file is unpickled with torch's safe loader (tensors only, never code).
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as exc:    # any download or cache failure (URLError, hash mismatch, truncated file)
         raise failed from exc
 

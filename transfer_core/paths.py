@@ -1,0 +1,49 @@
+"""Allowed roots: a front end shared over a network port (the web app) reads only under folders it owns.
+
+The command line reads whatever path its user gives. The web app passes its roots (the runs and the
+data folder) to `get_spec(..., allowed_roots=...)` and to `JobManager(..., allowed_roots=...)`, so a
+path typed into a page (a local model folder, a data path in a config) cannot read elsewhere on the
+machine. Paths are resolved first (`..`, `~` and symbolic links), then compared.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import DataError, TransferError
+
+
+def is_within(path: str | Path, roots: Iterable[str | Path]) -> bool:
+    """True when `path`, fully resolved, is one of `roots` or lies below one of them."""
+    resolved = Path(path).expanduser().resolve()
+    for root in roots:
+        base = Path(root).expanduser().resolve()
+        if resolved == base or resolved.is_relative_to(base):
+            return True
+    return False
+
+
+def check_allowed(path: str | Path, roots: Iterable[str | Path], *, what: str = "path",
+                  error: type[TransferError] = DataError) -> Path:
+    """The resolved path when it lies under one of `roots`; else `error` with a one-line message."""
+    roots = [Path(r).expanduser().resolve() for r in roots]
+    if is_within(path, roots):
+        return Path(path).expanduser().resolve()
+    names = " or ".join(str(r) for r in roots) or "(none)"
+    raise error(f"{what} {str(path)[:200]} is outside the folders this app may read; "
+                f"put it under {names}, or use the command line (python -m transfer_core)")
+
+
+def check_config_paths(config, roots: Iterable[str | Path]) -> None:
+    """Refuse a run config whose data paths or local model folder lie outside `roots` (demo: and hub names pass)."""
+    from .errors import ModelError
+    from .models import huggingface
+
+    roots = list(roots)
+    for field_name in ("data.path", "data.val_path"):
+        value = str(config.get(field_name) or "").strip()
+        if value and not value.startswith("demo:"):
+            check_allowed(value, roots, what=field_name)
+    name = (config.model.name or "").strip()
+    if name and not name.startswith("run:") and huggingface.is_local(name):
+        check_allowed(name, roots, what="model.name", error=ModelError)
