@@ -90,7 +90,7 @@ def _controls(record, jobs) -> None:
             st.toast("Stopping: saving a checkpoint and measuring the model as it is now...")
     position = jobs.queue_position(record.id)
     if position:
-        note_col.caption(f"Queued: {position - 1} run(s) ahead of this one.")
+        note_col.caption(f"Queued: {position} run(s) ahead of this one (the one training counts).")
 
 
 def _summary(record, epochs) -> None:

@@ -68,7 +68,9 @@ def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFra
         p.samples_per_second = float(rate.median()) if len(rate) else None
     else:
         p.epoch = done_epochs + 1 if done_epochs < total_epochs else total_epochs
-        p.phase = "First pass through the frozen layers (computed once, then every epoch is fast)..."
+        frozen = int(start.get("trainable_params") or 0) < int(start.get("total_params") or 0)
+        p.phase = ("First pass through the frozen layers (computed once, then every epoch is fast)..." if frozen
+                   else "Running the first training steps...")
     if done_epochs >= p.epoch:       # the epoch's steps are done and it has been validated
         p.step_in_epoch = spe
     total_steps = total_epochs * spe
