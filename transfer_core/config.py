@@ -102,8 +102,8 @@ class TrainConfig:
     early_stopping_patience: int = _field(0, "Stop after this many epochs without improvement of the metric below (0: off). The best weights are restored.",
                                           min=0, max=1000, advanced=True)
     early_stopping_metric: str = _field("val_loss", "Metric watched by early stopping.", choices=METRICS, advanced=True)
-    cache_features: bool = _field(True, "When only the head trains and augmentation is off, run the frozen backbone once per sample "
-                                        "and reuse its output every epoch (much faster, same result).", advanced=True)
+    cache_features: bool = _field(True, "When the first layer groups are frozen (only the head, or the top k groups train) and augmentation is off, "
+                                        "run the frozen layers once per sample and reuse their output every epoch (much faster, same result).", advanced=True)
     num_workers: int = _field(-1, "Background processes that load data (0: load in the training thread; -1: auto, "
                                   "up to 4 on CUDA when images are augmented or decoded per step, else 0).", min=-1, max=64, advanced=True)
     compile: bool = _field(False, "Compile the model with torch.compile (slow first steps, then often faster on GPUs). "

@@ -111,15 +111,20 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
     return Predictions(ids=[s.id for s in dataset.samples], true=true, probs=probs, classes=list(built.classes))
 
 
-def predict_features(built: BuiltModel, features: torch.Tensor, dataset: Dataset, *, batch_size: int = 256,
-                     device: str | torch.device = "cpu") -> Predictions:
-    """Like predict_dataset, from cached backbone features (see feature_cache): only the head runs."""
+def predict_features(built: BuiltModel, features, dataset: Dataset, *, batch_size: int = 256,
+                     device: str | torch.device = "cpu", cut: int | None = None) -> Predictions:
+    """Like predict_dataset, from cached outputs of the frozen part (see feature_cache): only the head runs,
+    or with `cut` (a feature_cache.PrefixCache as `features`) the groups from the cut on."""
     dev = torch.device(device)
     class_index = {c: i for i, c in enumerate(built.classes)}
     true = np.array([class_index.get(s.label, -1) for s in dataset.samples], dtype=np.int64)
     chunks = []
     with eval_mode(built.net), torch.inference_mode():
         for start in range(0, len(dataset), batch_size):
+            if cut is not None:
+                part = features.batch(range(start, min(start + batch_size, len(dataset))), dev)
+                chunks.append(_softmax(built.net.forward_from(cut, part)))
+                continue
             chunks.append(_softmax(built.net.head_logits(features[start:start + batch_size].to(dev))))
     probs = np.concatenate(chunks) if chunks else np.zeros((0, len(built.classes)), dtype=np.float32)
     return Predictions(ids=[s.id for s in dataset.samples], true=true, probs=probs, classes=list(built.classes))

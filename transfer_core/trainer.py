@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import batching
+from . import batching, feature_cache
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .control import RunControl
@@ -34,7 +34,7 @@ from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, 
                       needs_grad_scaler, pick_device, use_channels_last)
 from .errors import DataError, RunError, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
-from .feature_cache import backbone_digest, cache_applies, cache_key, cached_features
+from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
 from .freezing import (Segment, apply_trainable, count_trainable, optimizer_param_groups, plan_segments,
                        segment_for_epoch, set_train_mode)
@@ -318,10 +318,10 @@ class Trainer:
                 for _ in range(schedule_steps):
                     self.scheduler.step()
         self.trainable_params = [p for p in self.built.net.parameters() if p.requires_grad]
-        # Cache only while the backbone has never trained, so its features are those of the start weights.
-        head_only_so_far = all(cache_applies(self.built, s.trainable, cfg) for s in self.segments[:index + 1])
+        # Cache only groups that never trained, so their outputs are those of the start weights.
+        self.cache_cut = segments_cut(self.built, self.segments[:index + 1], cfg)
         self.features = None
-        self.cache_pending = head_only_so_far  # computed at first use, after RunStarted is out
+        self.cache_pending = self.cache_cut is not None  # computed at first use, after RunStarted is out
 
     def _ensure_features(self) -> None:
         if self.cache_pending:
@@ -331,6 +331,8 @@ class Trainer:
     def _backbone_features(self) -> dict:
         """Frozen-backbone outputs per split (computed once, or read from the runs directory's cache)."""
         cfg = self.config
+        if self.cache_cut != len(self.built.groups) - 1:
+            return self._prefix_features()
         digest = backbone_digest(self.built)
         features, hits = {}, []
         for split in ("train", "val"):
@@ -345,6 +347,33 @@ class Trainer:
             "frozen backbone: features reused from an earlier run" if all(hits) else
             "frozen backbone: each sample went through it once; epochs now train only the head")))
         return features
+
+    def _prefix_features(self) -> dict | None:
+        """Outputs of the frozen groups below cache_cut per split, or None when they would take too much memory."""
+        cfg, cut = self.config, self.cache_cut
+        digest = prefix_digest(self.built, cut)
+        budget = feature_cache.MAX_PREFIX_CACHE_BYTES
+        caches, hits = {}, []
+        for split in ("train", "val"):
+            dataset = getattr(self.data.splits, split)
+            samples = self.train_samples if split == "train" else self._eval_samples(split)
+            key = cache_key(cfg, self.built, f"{dataset.fingerprint()}:{digest}", split, cut=cut)
+            cache, hit = cached_prefix(self.built, samples, cut, key=key, cache_root=self.store.root,
+                                       batch_size=self.eval_batch_size, device=self.device, amp_dtype=self.amp,
+                                       max_bytes=budget - sum(c.nbytes for c in caches.values()))
+            if cache is None:
+                self._emit(Notice(self.run_id, time.time(), message=(
+                    f"frozen layers not cached: their outputs would take more than "
+                    f"{feature_cache.MAX_PREFIX_CACHE_BYTES / 2 ** 20:,.0f} MiB of memory, so every epoch runs them")))
+                return None
+            caches[split] = cache
+            hits.append(hit)
+        frozen = ", ".join(g.name for g in self.built.groups[:cut])
+        self._emit(Notice(self.run_id, time.time(), message=(
+            f"frozen layers ({frozen}): outputs reused from an earlier run" if all(hits) else
+            f"frozen layers ({frozen}): each sample went through them once; epochs now run from "
+            f"{self.built.groups[cut].name} on")))
+        return caches
 
     def _extend(self, extra: int, start_epoch: int, step_in_epoch: int) -> tuple[int, int]:
         """Append a segment of `extra` epochs that trains what the last segment trained."""
@@ -404,7 +433,11 @@ class Trainer:
                                          lengths=batching.sample_lengths(self.train_samples))[first_step:]
         if self.features is not None:
             feats, targets = self.features["train"], self.train_targets
+            cut = self.cache_cut
             for idx in batches:
+                if isinstance(feats, feature_cache.PrefixCache):
+                    yield (lambda s=feats.batch(idx, self.device): net.forward_from(cut, s)), targets[torch.tensor(idx, device=self.device)]
+                    continue
                 idx = torch.tensor(idx, device=self.device)
                 yield (lambda f=feats[idx]: net.head_logits(f)), targets[idx]
             return
@@ -473,7 +506,9 @@ class Trainer:
             return dict(metrics)
         self._ensure_features()
         if self.features is not None and split in self.features:
-            preds = predict_features(self.built, self.features[split], dataset, device=self.device)
+            prefix = self.cache_cut != len(self.built.groups) - 1
+            preds = predict_features(self.built, self.features[split], dataset, device=self.device,
+                                     **({"cut": self.cache_cut, "batch_size": self.eval_batch_size} if prefix else {}))
         else:
             preds = predict_dataset(self.built, dataset, batch_size=self.eval_batch_size,
                                     device=self.device, amp=self.amp is not None, samples=self._eval_samples(split))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import torch
@@ -35,6 +36,17 @@ class HeadLinear(nn.Linear):
 # features_fn(model, pixel_values) -> what the head reads; head_fn(model, features) -> logits.
 FeaturesFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+# step_fn(model, x) -> x: one step of a forward that is a plain sequence (see PixelClassifier.prefix).
+StepFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _call_submodule(path: str, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.get_submodule(path)(x)
+
+
+def module_step(path: str) -> tuple[str, StepFn]:
+    """A step that calls the submodule at `path` of the wrapped model."""
+    return path, functools.partial(_call_submodule, path)
 
 
 class PixelClassifier(nn.Module):
@@ -48,12 +60,37 @@ class PixelClassifier(nn.Module):
     the modules up at call time, so a head swapped by replace_head is used at once.
     """
 
-    def __init__(self, model: nn.Module, features_fn: FeaturesFn | None = None, head_fn: HeadFn | None = None):
+    def __init__(self, model: nn.Module, features_fn: FeaturesFn | None = None, head_fn: HeadFn | None = None,
+                 steps: list[tuple[str, StepFn]] | None = None, pool_fn: StepFn | None = None):
         super().__init__()
         self.model = model
         self._features_fn = features_fn
         self._head_fn = head_fn
         self.supports_feature_split = features_fn is not None and head_fn is not None
+        # With `steps` (module path inside `model`, step function) such that
+        # features == pool_fn(steps applied in order), the forward can also be cut between
+        # layer groups: prefix(cut, x) / forward_from(cut, h). set_prefix_cuts finds the clean cuts.
+        self._steps = steps if self.supports_feature_split else None
+        self._pool_fn = pool_fn
+        self.prefix_cuts: dict[int, int] = {}
+
+    def set_prefix_cuts(self, groups) -> None:
+        from .prefix import step_cuts
+        self.prefix_cuts = step_cuts(groups, [f"model.{path}" for path, _ in self._steps]) if self._steps else {}
+
+    def prefix(self, cut: int, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The output of the layer groups below `cut` (a key of prefix_cuts)."""
+        x = pixel_values
+        for _, fn in self._steps[:self.prefix_cuts[cut]]:
+            x = fn(self.model, x)
+        return x
+
+    def forward_from(self, cut: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from prefix(cut, ...): the groups from `cut` on, then the head."""
+        x = hidden
+        for _, fn in self._steps[self.prefix_cuts[cut]:]:
+            x = fn(self.model, x)
+        return self.head_logits(self._pool_fn(self.model, x))
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self._features_fn is None:

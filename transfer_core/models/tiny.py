@@ -15,7 +15,8 @@ def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class TinyCNN(nn.Module):
-    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) = head_logits(features(pixel_values))."""
+    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) = head_logits(features(pixel_values))
+    = forward_from(cut, prefix(cut, pixel_values))."""
 
     def __init__(self, num_classes: int, dropout: float = 0.0):
         super().__init__()
@@ -26,9 +27,23 @@ class TinyCNN(nn.Module):
         self.head = HeadLinear(32, num_classes, dropout)
 
         self.supports_feature_split = True
+        # Cuts between layer groups (block1, block2, block3, head): {cut: blocks in the frozen prefix}.
+        self.prefix_cuts = {1: 1, 2: 2}
 
     def features(self, pixel_values):
         return self.pool(self.block3(self.block2(self.block1(pixel_values)))).flatten(1)
+
+    def prefix(self, cut, pixel_values):
+        x = pixel_values
+        for block in (self.block1, self.block2, self.block3)[:self.prefix_cuts[cut]]:
+            x = block(x)
+        return x
+
+    def forward_from(self, cut, hidden):
+        x = hidden
+        for block in (self.block1, self.block2, self.block3)[self.prefix_cuts[cut]:]:
+            x = block(x)
+        return self.head_logits(self.pool(x).flatten(1))
 
     def head_logits(self, features):
         return self.head(features)

@@ -9,7 +9,8 @@ import torch
 from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, ModelSpec
 from .grouping import block_stages, chunk, groups_from_prefixes
-from .heads import IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, replace_head_torch, replace_linear, silence_dropout
+from .heads import (IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, module_step, replace_head_torch, replace_linear,
+                    silence_dropout)
 from .network import OFFLINE_HINT, reachable
 
 VIT_PATCH = 16
@@ -88,6 +89,26 @@ def _vit_head(m, f):
     return m.heads(f)
 
 
+# ---- finer cuts (frozen-prefix cache): the forward below the head as a sequence of module steps,
+# then the pooling; `features` is exactly pool(steps applied in order). ViT has none (class token, no plain sequence).
+
+def _resnet_steps(m):
+    return [module_step(p) for p in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")]
+
+
+def _features_steps(m):
+    """mobilenet_v3, efficientnet, convnext: the entries of `features` in order."""
+    return [module_step(f"features.{i}") for i in range(len(m.features))]
+
+
+def _pool(m, x):
+    return torch.flatten(m.avgpool(x), 1)
+
+
+STEPS = {"resnet18": _resnet_steps, "resnet50": _resnet_steps, "mobilenet_v3_small": _features_steps,
+         "mobilenet_v3_large": _features_steps, "efficientnet_b0": _features_steps, "convnext_tiny": _features_steps}
+
+
 # name: (description, parameters, head path inside the torchvision model, pre-head dropouts, groups, split)
 FAMILIES = {
     "resnet18": ("ResNet-18 (ImageNet-1k).", 11_689_512, "fc", [], _resnet_groups, (_resnet_features, _fc_head)),
@@ -148,9 +169,12 @@ def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, 
         model.load_state_dict(state)
     silence_dropout(model, dropouts)
     replace_linear(model, head_path, len(classes), head_dropout)
-    net = PixelClassifier(model, features_fn, head_fn)
-    return BuiltModel(spec=spec, net=net, groups=groups(net), classes=list(classes),
-                      preprocess=ImagePreprocess(image_size, IMAGENET_MEAN, IMAGENET_STD), export_format="torch")
+    steps = STEPS[name](model) if name in STEPS else None
+    net = PixelClassifier(model, features_fn, head_fn, steps=steps, pool_fn=_pool)
+    built = BuiltModel(spec=spec, net=net, groups=groups(net), classes=list(classes),
+                       preprocess=ImagePreprocess(image_size, IMAGENET_MEAN, IMAGENET_STD), export_format="torch")
+    net.set_prefix_cuts(built.groups)
+    return built
 
 
 def specs() -> list[ModelSpec]:
