@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.config import RunConfig
+from transfer_core.feature_cache import cache_cut
 from transfer_core.freezing import trainable_names
 
 from . import charts, model_ui
@@ -52,8 +53,9 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
         st.caption(f"Staged: only `{names[-1]}` trains for the first {cfg.freeze.staged_head_epochs} epoch(s); "
                    "then every group shown as training here trains.")
 
-    cached = (cfg.train.cache_features and trainable == {names[-1]} and not cfg.freeze.train_bn
-              and not (modality == "image" and cfg.augment.enabled))
+    # The engine's own rule: the frozen groups below the lowest trained one run once per example where it can cut there.
+    cut = cache_cut(built, tuple(n for n in names if n in trainable), cfg)
+    cached = cut is not None
     device = model_ui.current_device(cfg.train.device)
     per_sample = model_ui.seconds_per_sample(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length, device)
     est = model_ui.estimate([{**g} for g in groups], trainable, modality=modality, batch_size=cfg.train.batch_size,
@@ -69,21 +71,23 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
                    f"{n_val:,} validation examples. Slower while another run trains.")
     cols[3].metric(f"First epoch ({device})", fmt_duration(est["first_epoch"]), help=timing_help)
     cols[4].metric("Each later epoch", fmt_duration(est["later_epoch"]), help=timing_help)
-    if cached:
+    if cached and cut == len(names) - 1:
         st.caption(f"Only the head trains, so each example goes through the frozen layers once "
                    f"(first epoch about {fmt_duration(est['first_epoch'])}); later epochs take a fraction of a second.")
+    elif cached and cut > 0:
+        st.caption(f"The frozen groups below `{names[cut]}` run once per example (in the first epoch); "
+                   "later epochs run only the groups from there up.")
     st.plotly_chart(charts.layer_params([{**g, "trainable": g["group"] in trainable} for g in groups]),
                     key="layer_chart", config={"displayModeBar": False})
 
 
 def augmentation_blocks_cache(cfg: RunConfig, modality: str) -> bool:
-    """True when only the head trains (so frozen features could be computed once) but image
+    """True when the lowest layer groups are frozen (so their outputs could be computed once) but image
     augmentation makes every epoch's inputs different, which turns that cache off."""
     f = cfg.freeze
-    head_only = (f.preset in ("feature_extraction", "staged") or (f.preset == "top_k" and f.top_k == 1)
-                 or (f.preset == "custom" and list(f.trainable_groups) == ["head"]))
+    frozen_below = f.preset in ("feature_extraction", "staged", "top_k", "custom")
     return (modality == "image" and cfg.augment.enabled and cfg.train.cache_features
-            and head_only and not f.train_bn)
+            and frozen_below and not f.train_bn)
 
 
 def _augmentation_off() -> None:
@@ -100,8 +104,8 @@ def augmentation_cache_notice(cfg: RunConfig, modality: str) -> None:
     if not augmentation_blocks_cache(cfg, modality):
         return
     st.info("Augmentation is on, so the frozen-feature cache is off: every epoch runs each image through the "
-            "whole network. With augmentation off, the frozen layers run once per image and later epochs train "
-            "only the head, usually many times faster (augmentation may still help on small data sets).",
+            "whole network. With augmentation off, the frozen layers run once per image and later epochs run "
+            "only the layers above them, usually many times faster (augmentation may still help on small data sets).",
             icon=":material/speed:")
     st.button("Turn augmentation off for speed", key="augment_off", on_click=_augmentation_off,
               icon=":material/bolt:")

@@ -104,14 +104,16 @@ def estimate(groups: list[dict], trainable: set[str], *, modality: str, batch_si
     trained = sum(g["params"] for g in groups if g["group"] in trainable)
     names = [g["group"] for g in groups]
     lowest = min((names.index(n) for n in trainable if n in names), default=len(names) - 1)
-    depth = 0.0 if cached else (len(names) - lowest - 1) / max(1, len(names) - 1)
+    depth = (len(names) - lowest - 1) / max(1, len(names) - 1)    # share of the network that trains
     elements = image_size * image_size * 3 if modality == "image" else max_length
     memory = total * 4 + trained * 4 * 3 + batch_size * elements * ACTIVATION_FACTOR[modality] * max(depth, 0.02)
     out = {"memory": memory, "total": total, "trainable": trained, "first_epoch": None, "later_epoch": None}
     if per_sample:
         forward_all = (n_train + n_val) * per_sample
-        if cached:
-            out["first_epoch"], out["later_epoch"] = forward_all, max(0.05, n_train * 2e-5)
+        if cached:   # the frozen groups below the lowest trained one run once, in the first epoch
+            later = n_train * per_sample * 3 * depth + n_val * per_sample * depth
+            out["later_epoch"] = max(0.05, n_train * 2e-5, later)
+            out["first_epoch"] = forward_all + (later if depth else 0.0)
         else:
             epoch = n_train * per_sample * (1 + 2 * depth) + n_val * per_sample
             out["first_epoch"] = out["later_epoch"] = epoch

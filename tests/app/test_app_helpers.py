@@ -118,3 +118,18 @@ def test_safe_names_never_leave_the_folder():
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("..") == "file" and safe_name("a b/c d.zip") == "c_d.zip"
     assert "/" not in class_folder_name("T-shirt/top") and class_folder_name("..") == "class"
+
+
+def test_epoch_estimates_follow_what_is_cached():
+    from app.model_ui import estimate
+
+    groups = [{"group": g, "params": 1000} for g in ("stem", "block1", "block2", "head")]
+    common = dict(modality="image", batch_size=8, image_size=32, max_length=16, n_train=100, n_val=20, per_sample=0.01)
+    head = estimate(groups, {"head"}, cached=True, **common)
+    top2 = estimate(groups, {"block2", "head"}, cached=True, **common)
+    full = estimate(groups, {"stem", "block1", "block2", "head"}, cached=False, **common)
+    # Cached frozen layers: the first epoch pays one forward pass of everything, later epochs only what trains.
+    assert head["first_epoch"] == pytest.approx(120 * 0.01)
+    assert head["later_epoch"] < top2["later_epoch"] < full["later_epoch"]
+    assert top2["first_epoch"] > head["first_epoch"]
+    assert full["first_epoch"] == full["later_epoch"]
