@@ -82,3 +82,13 @@ def test_quick_text_head_prints_table_with_sane_accuracies(tmp_path):
     assert 0.0 <= float(rows["hf_trainer"][6]) <= 1.0
     assert "feature cache: computed once" in rows["engine"][1]  # a fresh runs directory: nothing reused
     assert "| scenario | method |" in out_md.read_text()
+
+
+def test_accuracy_verdict_allows_higher_but_not_lower():
+    ts = load_script()
+    sc = ts.scenario_settings("text-head", quick=False)
+    for engine_acc, word, met in ((0.98, "higher than the loop's", True), (0.94, "LOWER than the loop's", False),
+                                  (0.955, "equal", True)):
+        rows = ts.summarise("text-head", sc, {"engine": [fake_run(20, engine_acc)], "loop": [fake_run(120, 0.96)]})
+        (verdict,) = ts.target_lines(rows)
+        assert word in verdict and verdict.endswith("met") and ("NOT met" not in verdict) == met
