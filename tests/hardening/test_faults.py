@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer import image_config as trainer_image_config
 
 import transfer_core.trainer as trainer_module
 from transfer_core.checkpoint import load_checkpoint
@@ -39,18 +40,8 @@ FAULTS = Path(__file__).resolve().parent / "faultinject"   # sitecustomize.py fo
 # ---------------------------------------------------------------- helpers
 
 def image_config(folder, **sets) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.path = str(folder)
-    cfg.model.name = "tiny_cnn"
-    cfg.model.pretrained = False
-    cfg.model.image_size = 16
-    cfg.train.epochs = 3
-    cfg.train.batch_size = 8
-    cfg.optim.lr = 0.01
-    cfg.freeze.preset = "full"          # every step goes through the whole net (no feature cache)
-    for key, value in sets.items():
-        cfg.set(key.replace("__", "."), value)
-    return cfg.check()
+    """The trainer tests' tiny config with every layer training: every step goes through the whole net (no feature cache)."""
+    return trainer_image_config(folder, **{"freeze__preset": "full", **sets})
 
 
 class Recorder:
