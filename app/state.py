@@ -76,6 +76,12 @@ def set_current_run(run_id: str | None) -> None:
         del st.query_params["run"]
 
 
+def open_on_train_page(run_id: str) -> None:
+    """Follow `run_id` and go to the Train page, with the run in the URL (switch_page clears the query)."""
+    set_current_run(run_id)
+    st.switch_page("app_pages/3_train.py", query_params={"run": run_id})
+
+
 def current_run_id(store, *, attach_active: bool = True) -> str | None:
     """The run this tab follows: the one it started or opened, the one in the URL (after a
     reload), else the newest active run (a second tab, or a run started from the CLI)."""

@@ -3,7 +3,7 @@ import streamlit as st
 
 from app import charts, runs_ui
 from app.resources import get_jobs, get_store
-from app.state import current_run_id, set_current_run
+from app.state import current_run_id, open_on_train_page, set_current_run
 from app.ui import friendly, pick_run, run_label
 from transfer_core.events import RunStatus
 
@@ -46,17 +46,14 @@ if record.message:
         f"{record.message}" + (f" **What to do:** {record.advice}" if record.advice else ""))
 follow, resume, extend, delete = st.columns(4)
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
-    set_current_run(record.id)
-    st.switch_page("app_pages/3_train.py")
+    open_on_train_page(record.id)
 with friendly("change the run"):
     if record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
-        set_current_run(jobs.resume(record.id))
-        st.switch_page("app_pages/3_train.py")
+        open_on_train_page(jobs.resume(record.id))
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs")
         if extend.button("Extend", key="run_extend", icon=":material/add:"):
-            set_current_run(jobs.resume(record.id, extra_epochs=int(extra)))
-            st.switch_page("app_pages/3_train.py")
+            open_on_train_page(jobs.resume(record.id, extra_epochs=int(extra)))
     if not record.is_active and delete.button("Delete...", key="run_delete", icon=":material/delete:"):
         st.session_state["confirm_delete"] = record.id
     if st.session_state.get("confirm_delete") == record.id:
