@@ -107,6 +107,8 @@ def test_live_training_refreshes_and_obeys_pause_resume_stop(app_server, context
     progress = page.get_by_test_id("stProgress")
     expect(progress.filter(has_text=re.compile(r"step [1-9]"))).to_be_visible(timeout=180_000)
     first_text = progress.inner_text()
+    # The chart is drawn a moment after the progress text on a loaded machine: wait for its first trace.
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.calcdata?.[0]", timeout=60_000)
     first_points = page.evaluate("() => document.querySelector('.js-plotly-plot').calcdata[0].length")
     sent.clear()
     window_start = time.monotonic()
