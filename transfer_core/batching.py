@@ -65,15 +65,22 @@ def image_transform(pre: ImagePreprocess, augment: AugmentConfig | None = None) 
     else:
         steps += [T.Resize(size, antialias=True), T.CenterCrop(size)]
     if augment is not None:
-        if augment.flip:
-            steps.append(T.RandomHorizontalFlip())
-        if augment.rotation > 0:
-            steps.append(T.RandomRotation(augment.rotation))
-        if augment.color_jitter > 0:
-            j = augment.color_jitter
-            steps.append(T.ColorJitter(brightness=j, contrast=j, saturation=j))
+        steps += _random_steps(augment)
     steps += [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std))]
     return T.Compose(steps)
+
+
+def _random_steps(augment: AugmentConfig) -> list:
+    """Flip, rotation and colour jitter as configured (the same on PIL images and on uint8 tensors)."""
+    steps = []
+    if augment.flip:
+        steps.append(T.RandomHorizontalFlip())
+    if augment.rotation > 0:
+        steps.append(T.RandomRotation(augment.rotation))
+    if augment.color_jitter > 0:
+        j = augment.color_jitter
+        steps.append(T.ColorJitter(brightness=j, contrast=j, saturation=j))
+    return steps
 
 
 def decode_image(item: str | Path | Image.Image, size: int) -> torch.Tensor:
@@ -91,13 +98,7 @@ def augment_transform(pre: ImagePreprocess, augment: AugmentConfig | None) -> T.
     steps = []
     if augment.random_resized_crop:
         steps.append(T.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True))
-    if augment.flip:
-        steps.append(T.RandomHorizontalFlip())
-    if augment.rotation > 0:
-        steps.append(T.RandomRotation(augment.rotation))
-    if augment.color_jitter > 0:
-        j = augment.color_jitter
-        steps.append(T.ColorJitter(brightness=j, contrast=j, saturation=j))
+    steps += _random_steps(augment)
     return T.Compose(steps)
 
 

@@ -17,7 +17,7 @@ import app_latency  # noqa: E402  (benchmarks/app_latency.py starts the server t
 def app_server(tmp_path_factory):
     """`streamlit run streamlit_app.py` with its runs, uploads and caches in temporary folders."""
     if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium (apt-get install chromium); never `playwright install`")
+        pytest.skip("needs Debian's chromium (apt-get install chromium); Playwright's own browser download is not used")
     base = tmp_path_factory.mktemp("e2e")
     # Stopped with SIGTERM at the end: running jobs stop and checkpoint on the way out.
     with app_latency.app_server(base, cache=str(base / "cache"), ready_timeout=90) as url:

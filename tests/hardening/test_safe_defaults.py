@@ -46,23 +46,11 @@ def effective_options(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def app_dirs(tmp_path, monkeypatch):
-    """The app with its runs and data in temporary folders and fresh cached resources."""
-    import streamlit as st
-    import torch
-
-    from app.resources import shutdown_all
-
-    monkeypatch.setenv("TRANSFER_CORE_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("TRANSFER_APP_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
-    monkeypatch.delenv("TRANSFER_APP_EXTRA_ROOTS", raising=False)
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield tmp_path
-    shutdown_all()
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def app_dirs(app_env, monkeypatch):
+    """The shared AppTest setup (tests/conftest.py) without its extra allowed roots: the app may read
+    only its own runs and data folders."""
+    monkeypatch.delenv("TRANSFER_APP_EXTRA_ROOTS")
+    return app_env
 
 
 def open_app(page: str | None = None):
