@@ -7,7 +7,7 @@ import streamlit as st
 from transfer_core.events import RunStatus
 
 from . import charts
-from .progress import OVERFITTING_TEXT, last_started, overfitting, progress
+from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting
 from .resources import get_jobs, get_store
 from .ui import fmt_duration, fmt_pct, friendly, show_error, status_badge
 
@@ -31,13 +31,9 @@ def _fragment(run_id: str, was_active: bool) -> None:
 
 def _draw(run_id: str, was_active: bool) -> None:
     store, jobs = get_store(), get_jobs()
-    record = store.get_run(run_id)
+    record, events, steps, epochs, prog = live_snapshot(store, run_id, MAX_STEP_POINTS)
     if was_active and not record.is_active:
         st.rerun()   # it just ended: redraw the page once, with polling off
-    events = store.events(run_id)
-    steps = store.metrics(run_id, "step", max_points=MAX_STEP_POINTS)
-    epochs = store.metrics(run_id, "epoch")
-    prog = progress(record, events, steps, epochs)
 
     head, badge = st.columns([5, 1])
     head.markdown(f"**{record.name}** · `{record.id}`")

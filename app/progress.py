@@ -83,6 +83,16 @@ def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFra
     return p
 
 
+def live_snapshot(store, run_id: str, max_step_points: int):
+    """What the live view reads from the run store on every refresh, and the progress made of it:
+    (record, events, steps, epochs, progress)."""
+    record = store.get_run(run_id)
+    events = store.events(run_id)
+    steps = store.metrics(run_id, "step", max_points=max_step_points)
+    epochs = store.metrics(run_id, "epoch")
+    return record, events, steps, epochs, progress(record, events, steps, epochs)
+
+
 def seconds_left(steps: pd.DataFrame, total_steps: int, steps_per_epoch: int) -> float | None:
     """Remaining steps at the recent pace (wall-clock time between recent steps)."""
     if len(steps) < 3:

@@ -434,7 +434,7 @@ READER_PROCESS = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from app.live import MAX_STEP_POINTS
-    from app.progress import progress
+    from app.progress import live_snapshot
     from transfer_core.store import RunStore
     root, run_id, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     rounds, errors = 0, []
@@ -442,11 +442,7 @@ READER_PROCESS = textwrap.dedent("""
         print("ready", flush=True)
         while not stop.exists():
             try:
-                record = store.get_run(run_id)
-                events = store.events(run_id)
-                steps = store.metrics(run_id, "step", max_points=MAX_STEP_POINTS)
-                epochs = store.metrics(run_id, "epoch")
-                progress(record, events, steps, epochs)
+                live_snapshot(store, run_id, MAX_STEP_POINTS)
                 store.list_runs()
                 rounds += 1
             except Exception as exc:
@@ -458,15 +454,11 @@ READER_PROCESS = textwrap.dedent("""
 
 def test_store_under_load_readers_never_see_locked_and_writes_exceed_1000_per_second(store, tmp_path):
     from app.live import MAX_STEP_POINTS
-    from app.progress import progress
+    from app.progress import live_snapshot
 
     def ui_refresh():
         # What the Train page's live view reads on every refresh (app/live.py _draw), plus the runs list.
-        record = store.get_run(run_id)
-        events = store.events(run_id)
-        steps = store.metrics(run_id, "step", max_points=MAX_STEP_POINTS)
-        epochs = store.metrics(run_id, "epoch")
-        progress(record, events, steps, epochs)
+        live_snapshot(store, run_id, MAX_STEP_POINTS)
         store.list_runs()
 
     run_id = store.create_run({"train": {"epochs": 1000}}, modality="text", model="tiny_bert", dataset="load")
