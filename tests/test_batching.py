@@ -30,8 +30,11 @@ def test_decoded_pixels_equal_the_pil_path(digits):
     assert samples.prepare().shape == (len(ds), 3, 12, 12) and samples.prepare().dtype == np.uint8
     for i in range(0, len(ds), 7):
         x, target, index = samples[i]
-        assert index == i and target == built.classes.index(ds.samples[i].label)
-        assert torch.equal(x, pil(load_image(ds.samples[i].input)))
+        assert index == i and target == built.classes.index(ds.samples[i].label) and x.dtype == torch.uint8
+        assert torch.equal(samples.normalize(x), pil(load_image(ds.samples[i].input)))
+    # Normalising a whole batch (as device_batches does) gives each image's own values.
+    batch = torch.stack([samples[i][0] for i in range(4)])
+    assert torch.equal(samples.normalize(batch), torch.stack([pil(load_image(ds.samples[i].input)) for i in range(4)]))
     per_item = batching.sample_set(built, ds, decoded=False)
     assert per_item.prepare() is None
     assert torch.equal(per_item[3][0], samples[3][0])
@@ -77,7 +80,7 @@ def test_augmentation_runs_per_epoch_on_decoded_pixels(digits):
     torch.manual_seed(1)
     a = samples[0][0]
     b = samples[0][0]
-    assert a.shape == b.shape == (3, 12, 12) and a.dtype == torch.float32
+    assert a.shape == b.shape == (3, 12, 12) and a.dtype == torch.uint8
     assert not torch.equal(a, b)  # fresh randomness at every read
     torch.manual_seed(1)
     assert torch.equal(samples[0][0], a)  # and seeded

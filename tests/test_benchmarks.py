@@ -92,3 +92,21 @@ def test_accuracy_verdict_allows_higher_but_not_lower():
         rows = ts.summarise("text-head", sc, {"engine": [fake_run(20, engine_acc)], "loop": [fake_run(120, 0.96)]})
         (verdict,) = ts.target_lines(rows)
         assert word in verdict and verdict.endswith("met") and ("NOT met" not in verdict) == met
+
+
+def test_gpu_engine_benchmark_runs_the_engine_and_tabulates_it(tmp_path):
+    """The GPU benchmark's plumbing, on whatever device is here (the numbers only mean something on CUDA)."""
+    import argparse
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import gpu_engine
+    from transfer_core.store import RunStore
+    args = argparse.Namespace(per_class=3, epochs=1, batch_size=8, repeats=1)
+    store = RunStore(tmp_path / "runs")
+    out = gpu_engine.one_run("tiny_cnn", True, args, store)
+    store.close()
+    assert not out.get("error"), out
+    assert out["num_train"] > 0 and out["last_epoch_s"] > 0
+    assert out["hardware"]["precision"] in ("fp32", "bf16", "fp16") and out["hardware"]["batch_size"] == 8
+    out["hardware"].setdefault("peak_gpu_memory_mib", 0.0)   # recorded on CUDA only
+    table = gpu_engine.table([("tiny_cnn", {False: [out], True: [out]})], args)
+    assert "| tiny_cnn |" in table and "1.00x" in table

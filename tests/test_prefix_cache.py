@@ -29,6 +29,7 @@ def config(kind: str, path, **sets) -> RunConfig:
     cfg.freeze.preset = "top_k"
     cfg.model.head_dropout = 0.1
     cfg.optim.lr = 0.01
+    cfg.train.device = "cpu"   # bit-equal comparisons: see test_trainer.py
     if kind == "image":
         cfg.model.name, cfg.model.image_size, cfg.train.epochs = "tiny_cnn", 16, 3
     else:

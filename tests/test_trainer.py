@@ -1,4 +1,8 @@
-"""fit(): events, freezing, determinism, stop/pause/resume, failures, extension (tiny random models, CPU)."""
+"""fit(): events, freezing, determinism, stop/pause/resume, failures, extension (tiny random models).
+
+The configs here train on the CPU even where a GPU is present: these tests hold the engine to
+bit-equal results, which the CPU gives and mixed precision on a GPU does not (test_cuda.py checks the GPU).
+"""
 from __future__ import annotations
 
 import threading
@@ -22,6 +26,7 @@ def image_config(folder, **sets) -> RunConfig:
     cfg.train.epochs = 3
     cfg.train.batch_size = 8
     cfg.optim.lr = 0.01
+    cfg.train.device = "cpu"
     for key, value in sets.items():
         cfg.set(key.replace("__", "."), value)
     return cfg.check()
@@ -36,6 +41,7 @@ def text_config(csv_path, **sets) -> RunConfig:
     cfg.train.epochs = 2
     cfg.train.batch_size = 8
     cfg.freeze.preset = "full"
+    cfg.train.device = "cpu"
     for key, value in sets.items():
         cfg.set(key.replace("__", "."), value)
     return cfg.check()

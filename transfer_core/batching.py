@@ -6,8 +6,8 @@ uint8 array (N x 3 x S x S): in memory, or as a memory-mapped `.npy` under
 `<runs>/.image_cache/` keyed by image contents, size and resize method, so the
 next run on the same data decodes nothing. Each epoch then only runs the
 random augmentation (flip, rotation, random resized crop, colour jitter, all
-torchvision.transforms.v2 on uint8 tensors) and the float conversion and
-normalisation. With augmentation off the pixels equal those of decoding each
+torchvision.transforms.v2 on uint8 tensors). Batches travel as uint8 and are
+converted to float and normalised on the device they train on. With augmentation off the pixels equal those of decoding each
 image on the fly (`decoded=False`), which goes through the same functions.
 
 Texts are tokenized once up front (no padding) and padded per batch, so short
@@ -132,8 +132,9 @@ def decode_all(paths: list[str], size: int, out, *, threads: int | None = None) 
 class ImageSamples(torch.utils.data.Dataset):
     """Image samples; `decoded=True` decodes every image once (see the module docstring).
 
-    Items are (normalised float tensor, target, index). Decoding happens at the first item or
-    at `prepare()` (make_loader calls it in the main process before any worker starts).
+    Items are (uint8 pixels, target, index); `normalize` turns a batch of them into the model's
+    float input, on the device the batch trains on (see `device_batches`). Decoding happens at
+    the first item or at `prepare()` (make_loader calls it in the main process before any worker starts).
     """
 
     def __init__(self, dataset: Dataset, class_index: dict[str, int], pre: ImagePreprocess,
@@ -155,7 +156,7 @@ class ImageSamples(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return self.normalize(self.pixels_of(i)), self.targets[i], i
+        return self.pixels_of(i), self.targets[i], i
 
     def pixels_of(self, i: int) -> torch.Tensor:
         """The decoded uint8 image (augmented when training with augmentation)."""
@@ -320,9 +321,27 @@ def make_loader(built: BuiltModel, samples, batches: list[list[int]], *, num_wor
                       pin_memory=pin_memory, persistent_workers=False, generator=torch.Generator().manual_seed(seed))
 
 
-def to_device(batch: dict, device: torch.device, non_blocking: bool = False, channels_last: bool = False) -> dict:
-    """Move a batch; non_blocking copies overlap with compute when the loader pins memory (CUDA)."""
+def device_batches(built: BuiltModel, samples, batches: list[list[int]], device: torch.device, *,
+                   num_workers: int = 0, seed: int = 0, channels_last: bool = False):
+    """(inputs on `device`, targets, indices) for each index batch, in `batches` order.
+
+    Images travel as uint8 and are normalised on the device: a quarter of the bytes to copy,
+    and no per-image float work on the CPU. On CUDA the loader pins memory and the copies overlap
+    with compute. Targets and indices stay on the CPU.
+    """
+    loader = make_loader(built, samples, batches, num_workers=num_workers, pin_memory=device.type == "cuda", seed=seed)
+    normalize = getattr(samples, "normalize", None)
+    for inputs, targets, indices in loader:
+        yield (to_device(inputs, device, non_blocking=device.type == "cuda", channels_last=channels_last,
+                         normalize=normalize), targets, indices)
+
+
+def to_device(batch: dict, device: torch.device, non_blocking: bool = False, channels_last: bool = False,
+              normalize=None) -> dict:
+    """Move a batch; `normalize` turns uint8 pixels into the model's input once they are there."""
     out = {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    if normalize is not None and "pixel_values" in out and out["pixel_values"].dtype == torch.uint8:
+        out["pixel_values"] = normalize(out["pixel_values"])
     if channels_last and "pixel_values" in out:
         out["pixel_values"] = out["pixel_values"].contiguous(memory_format=torch.channels_last)
     return out

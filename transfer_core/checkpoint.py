@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -30,3 +31,47 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise RunError(f"the checkpoint {path} cannot be read ({type(exc).__name__}); start the run again") from None
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, so training goes on while the file is written.
+
+    `save` copies the state first (every tensor to a new CPU tensor), so the steps that follow
+    cannot change what is being written. One write at a time: `save` and `wait` first let the
+    previous write finish, and `wait` re-raises its error (a full disk), so a failed write is
+    reported at the next save, before a checkpoint is read, and when the run ends.
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: Path, state: dict) -> None:
+        self.wait()
+        snapshot = _copy_to_cpu(state)
+        self._thread = threading.Thread(target=self._write, args=(path, snapshot), name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path, state: dict) -> None:
+        try:
+            save_checkpoint(path, state)
+        except BaseException as exc:  # handed to the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+
+def _copy_to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _copy_to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy_to_cpu(v) for v in obj)
+    return obj

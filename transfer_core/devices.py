@@ -24,6 +24,18 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """"bf16", "fp16" or "fp32": the arithmetic a run trained in."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+
+
+def describe_device(device: torch.device) -> str:
+    """"cpu", or the accelerator's name, e.g. "cuda (NVIDIA H200)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
@@ -58,8 +70,8 @@ def configure_backends(device: torch.device) -> None:
 
 def loader_workers(configured: int, device: torch.device, *, per_item_work: bool) -> int:
     """Data-loading processes: `configured` when >= 0; auto (-1) uses up to 4 on CUDA when items
-    need work (augmentation or decoding), else 0: on the CPU the workers would compete with
-    training for the same cores, and decoded, unaugmented items are a copy."""
+    need work on the CPU (images: decoding, augmenting, gathering pixels), else 0: on the CPU the
+    workers would compete with training for the same cores."""
     if configured >= 0:
         return configured
     if device.type != "cuda" or not per_item_work:

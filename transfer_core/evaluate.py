@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
-from .batching import epoch_batches, image_transform, make_loader, sample_lengths, sample_set, to_device
+from .batching import device_batches, epoch_batches, image_transform, sample_lengths, sample_set, to_device
 from .data.images import load_image, to_rgb
 from .data.types import Dataset
 from .errors import DataError
@@ -99,12 +99,11 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
     true = np.full(n, -1, dtype=np.int64)
     samples = sample_set(built, dataset) if samples is None else samples
     batches = epoch_batches(n, batch_size, shuffle=False, lengths=sample_lengths(samples))
-    loader = make_loader(built, samples, batches, pin_memory=dev.type == "cuda")
     built.net.to(dev)
     with eval_mode(built.net), torch.inference_mode():
-        for batch, targets, indices in loader:
+        for batch, targets, indices in device_batches(built, samples, batches, dev):
             with _autocast(dev, amp):
-                logits = logits_of(built.net(**to_device(batch, dev, non_blocking=True)))
+                logits = logits_of(built.net(**batch))
             idx = indices.numpy()
             probs[idx] = _softmax(logits)
             true[idx] = targets.numpy()

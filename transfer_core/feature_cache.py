@@ -111,8 +111,7 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
     chunks, order = [], []
     try:
         batches = batching.epoch_batches(len(samples), batch_size, shuffle=False, lengths=batching.sample_lengths(samples))
-        for inputs, _, indices in batching.make_loader(built, samples, batches, pin_memory=device.type == "cuda"):
-            inputs = batching.to_device(inputs, device, non_blocking=True)
+        for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             with autocast(device, amp_dtype):
                 chunks.append(net.features(**inputs).float().cpu())
             order.append(indices)
@@ -233,8 +232,7 @@ def compute_prefix(built: BuiltModel, samples, cut: int, *, batch_size: int, dev
     lengths = batching.sample_lengths(samples)
     try:
         batches = batching.epoch_batches(n, batch_size, shuffle=False, lengths=lengths)
-        for inputs, _, indices in batching.make_loader(built, samples, batches, pin_memory=device.type == "cuda"):
-            inputs = batching.to_device(inputs, device, non_blocking=True)
+        for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             with autocast(device, amp_dtype):
                 out = net.prefix(cut, **inputs)
             if isinstance(out, dict):       # texts: keep the real tokens only

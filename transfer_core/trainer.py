@@ -27,11 +27,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import batching, feature_cache
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointWriter, load_checkpoint
 from .config import ConfigError, RunConfig
 from .control import RunControl
-from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, is_out_of_memory, loader_workers,
-                      needs_grad_scaler, pick_device, use_channels_last)
+from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, is_out_of_memory,
+                      loader_workers, needs_grad_scaler, pick_device, precision_name, use_channels_last)
 from .errors import DataError, RunError, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
@@ -128,6 +128,7 @@ class Trainer:
         self.best = {"epoch": -1, "value": None}
         self.bad_epochs = 0
         self.eval_batch_size = max(config.train.batch_size, 64)   # halved with the batch size after out of memory
+        self.checkpoints = CheckpointWriter()
         self.features = None
         self.cache_pending = False
         self.eval_samples: dict = {}
@@ -137,9 +138,10 @@ class Trainer:
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
         try:
-            return self._run(resume=resume, extra_epochs=extra_epochs)
-        except _Stopped:
-            return self._finish(RunStatus.STOPPED)
+            try:
+                return self._run(resume=resume, extra_epochs=extra_epochs)
+            except _Stopped:
+                return self._finish(RunStatus.STOPPED)   # (a full disk while finishing a stop still fails the run)
         except Exception as exc:  # the loop must never take the process down
             return self._fail(exc)
 
@@ -161,6 +163,8 @@ class Trainer:
         if self.channels_last:
             self.built.net.to(memory_format=torch.channels_last)
         configure_backends(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)   # metrics.json reports this run's peak
         self.forward = CompiledForward(self.built.net, enabled=cfg.train.compile, on_fallback=self._compile_failed)
         self.store.update_run(self.run_id, modality=self.data.modality, dataset_fingerprint=self.data.fingerprint)
         self._write_json(LABELS_FILE, self.data.classes)
@@ -251,6 +255,7 @@ class Trainer:
         cfg = self.config
         old = cfg.train.batch_size
         # Free what the failed attempt holds before loading anything.
+        self.checkpoints.wait()
         state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
         done = state["step_in_epoch"] * state.get("batch_size", old)   # samples of this epoch already trained
         if state["epoch"] != epoch or (done and batching.sample_lengths(self.train_samples) is not None):
@@ -410,13 +415,15 @@ class Trainer:
             self.weights_version += 1
             step_in_epoch += 1
             n = len(targets)
-            accum["loss_sum"] += loss.item() * n
-            accum["correct"] += int((logits.argmax(1) == targets).sum())
+            # Loss and hits come back to the host together: one wait for the GPU per step, not one per number.
+            step_loss, hits = torch.stack([loss.detach().float(), (logits.argmax(1) == targets).sum().float()]).tolist()
+            accum["loss_sum"] += step_loss * n
+            accum["correct"] += int(hits)
             accum["seen"] += n
             now = time.perf_counter()
             accum["seconds"] += now - tick
             self._emit(BatchEnded(self.run_id, time.time(), epoch=epoch, step=self.global_step, step_in_epoch=step_in_epoch,
-                                  loss=float(loss.item()), lr=float(lr), samples_per_second=n / max(now - tick, 1e-9)))
+                                  loss=step_loss, lr=float(lr), samples_per_second=n / max(now - tick, 1e-9)))
             tick = time.perf_counter()
         self.accum = accum
 
@@ -441,13 +448,14 @@ class Trainer:
                 idx = torch.tensor(idx, device=self.device)
                 yield (lambda f=feats[idx]: net.head_logits(f)), targets[idx]
             return
-        per_item_work = self.built.modality == "image" and (cfg.augment.enabled or not cfg.train.cache_images)
+        # Images always cost work per item (decoding or augmenting, or at least gathering and collating
+        # pixels); on a GPU, workers do it while the previous step computes. Texts are tokenized already.
+        per_item_work = self.built.modality == "image"
         workers = loader_workers(cfg.train.num_workers, self.device, per_item_work=per_item_work)
-        loader = batching.make_loader(self.built, self.train_samples, batches, num_workers=workers,
-                                      pin_memory=self.device.type == "cuda", seed=cfg.train.seed * 100_003 + epoch)
         forward = self.forward
-        for inputs, targets, _ in loader:
-            inputs = batching.to_device(inputs, self.device, non_blocking=True, channels_last=self.channels_last)
+        for inputs, targets, _ in batching.device_batches(self.built, self.train_samples, batches, self.device,
+                                                          num_workers=workers, seed=cfg.train.seed * 100_003 + epoch,
+                                                          channels_last=self.channels_last):
             yield (lambda i=inputs: forward(**i)), targets.to(self.device, non_blocking=True)
 
     def _compile_failed(self, exc: BaseException) -> None:
@@ -471,7 +479,7 @@ class Trainer:
         val = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": accum["loss_sum"] / max(accum["seen"], 1),
                "train_accuracy": accum["correct"] / max(accum["seen"], 1), "val_loss": val["loss"],
-               "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]}
+               "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "seconds": round(accum["seconds"], 3)}
         self.history.append(row)
         improved = self._track_best(epoch, row)
         self._save_checkpoint(epoch + 1, 0, _new_accum())
@@ -537,7 +545,7 @@ class Trainer:
             raise _Stopped()
 
     def _save_checkpoint(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT_FILE, {
+        self.checkpoints.save(self.run_dir / CHECKPOINT_FILE, {
             "format": 1, "net": self._changeable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
@@ -579,6 +587,7 @@ class Trainer:
         """Final weights, evaluation and predictions; also used when the user stops a run."""
         if not hasattr(self, "built") or not hasattr(self, "optimizer"):
             return self._fail(RunError("the run stopped before training began; start it again"))
+        self.checkpoints.wait()   # the last checkpoint is on disk (or its error raised) before the run ends
         if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
             self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
             self.weights_version += 1
@@ -601,10 +610,24 @@ class Trainer:
             full["test"] = test
         full["summary"] = metrics
         full["history"] = self.history
+        full["hardware"] = self._hardware()
         self._write_json(METRICS_FILE, full)
         return metrics
 
+    def _hardware(self) -> dict:
+        """How the run used the machine: what a user compares runs by, and the speed benchmarks read."""
+        info = {"device": describe_device(self.device), "precision": precision_name(self.amp),
+                "channels_last": self.channels_last, "compiled": bool(self.forward and self.forward.active),
+                "batch_size": self.config.train.batch_size, "train_seconds": round(self.train_seconds, 2)}
+        if self.device.type == "cuda":
+            info["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        return info
+
     def _fail(self, exc: Exception) -> FitResult:
+        try:
+            self.checkpoints.wait()   # nothing is left writing once the run is marked failed
+        except Exception as write_error:
+            log.warning("run %s: the last checkpoint was not written (%s)", self.run_id, write_error)
         message, advice = describe_failure(exc, self.config)
         if not isinstance(exc, TransferError):
             if _is_environment_failure(exc):
