@@ -37,6 +37,18 @@ def _read_predictions(path: str, mtime: float) -> pd.DataFrame:
     return load_predictions(path)
 
 
+def hardware_caption(hardware: dict) -> str:
+    """One line on how the run used the machine (metrics.json's "hardware"; runs from before it have none)."""
+    if not hardware:
+        return ""
+    text = f"Trained on {hardware.get('device', '?')} in {hardware.get('precision', '?')}, batch size {hardware.get('batch_size', '?')}"
+    if hardware.get("peak_gpu_memory_mib") is not None:
+        text += f", peak GPU memory {hardware['peak_gpu_memory_mib'] / 1024:.1f} GiB"
+    if hardware.get("compiled"):
+        text += ", compiled with torch.compile"
+    return text + "."
+
+
 def run_metrics(run_dir: Path) -> dict:
     path = run_dir / METRICS_FILE
     return _read_json(str(path), _mtime(path))

@@ -79,9 +79,15 @@ def fmt_pct(x: float | None) -> str:
 
 
 def run_label(record) -> str:
+    """A run's name in pickers. Only what never changes: Streamlit sends a selection back as its label,
+    so a label that changed in between (a queued run starting, a new best accuracy) loses the choice."""
+    return f"{record.name} · {record.id}"
+
+
+def run_state(record) -> str:
+    """Status and best validation accuracy, shown beside a picker."""
     acc = record.best_metrics.get("val_accuracy")
-    acc_text = f" · {fmt_pct(acc)}" if acc is not None else ""
-    return f"{record.name} ({record.status}{acc_text}) · {record.id}"
+    return f"{record.status}" + (f" · best validation accuracy {fmt_pct(acc)}" if acc is not None else "")
 
 
 def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str | None = None):
@@ -93,4 +99,5 @@ def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str
     if key not in st.session_state or st.session_state[key] not in by_id:
         st.session_state[key] = default_id if default_id in by_id else ids[0]
     chosen = st.selectbox(label, ids, key=key, format_func=lambda i: run_label(by_id[i]))
+    st.caption(run_state(by_id[chosen]))
     return by_id[chosen]

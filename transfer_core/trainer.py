@@ -587,7 +587,6 @@ class Trainer:
         """Final weights, evaluation and predictions; also used when the user stops a run."""
         if not hasattr(self, "built") or not hasattr(self, "optimizer"):
             return self._fail(RunError("the run stopped before training began; start it again"))
-        self.checkpoints.wait()   # the last checkpoint is on disk (or its error raised) before the run ends
         if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
             self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
             self.weights_version += 1
@@ -595,6 +594,9 @@ class Trainer:
         metrics = self._final_metrics()
         epochs_done = len(self.history)
         best_epoch = self.best["epoch"]
+        # The last checkpoint was written while the weights and predictions were: it is on disk
+        # (or its error raised) before the run ends.
+        self.checkpoints.wait()
         self._emit(RunEnded(self.run_id, time.time(), status=status, epochs_done=epochs_done, best_epoch=best_epoch,
                             metrics=metrics, train_seconds=self.train_seconds))
         return FitResult(self.run_id, status, epochs_done, best_epoch, metrics, self.train_seconds)

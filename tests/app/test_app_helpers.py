@@ -133,3 +133,24 @@ def test_epoch_estimates_follow_what_is_cached():
     assert head["later_epoch"] < top2["later_epoch"] < full["later_epoch"]
     assert top2["first_epoch"] > head["first_epoch"]
     assert full["first_epoch"] == full["later_epoch"]
+
+
+def test_run_labels_never_change_while_a_run_trains_and_the_state_goes_beside_them():
+    from types import SimpleNamespace
+
+    from app.ui import run_label, run_state
+    queued = SimpleNamespace(name="first try", id="20261126-0101-abc", status="queued", best_metrics={})
+    running = SimpleNamespace(**{**vars(queued), "status": "running", "best_metrics": {"val_accuracy": 0.5}})
+    # Streamlit sends a selection back as its label: the label of a run must not change as it trains.
+    assert run_label(queued) == run_label(running) == "first try · 20261126-0101-abc"
+    assert run_state(queued) == "queued" and run_state(running) == "running · best validation accuracy 50.0 %"
+
+
+def test_hardware_caption():
+    from app.results_ui import hardware_caption
+    assert hardware_caption({}) == ""
+    assert hardware_caption({"device": "cpu", "precision": "fp32", "batch_size": 32}) == "Trained on cpu in fp32, batch size 32."
+    gpu = {"device": "cuda (NVIDIA H200)", "precision": "bf16", "batch_size": 256, "peak_gpu_memory_mib": 11336.6,
+           "compiled": True}
+    assert hardware_caption(gpu) == ("Trained on cuda (NVIDIA H200) in bf16, batch size 256, peak GPU memory 11.1 GiB, "
+                                     "compiled with torch.compile.")

@@ -28,6 +28,9 @@ def test_results_page_shows_metrics_matrix_table_and_gallery(image_run):
     assert at.selectbox(key="results_run").value == image_run
     labels = [m.label for m in at.metric]
     assert {"Validation accuracy", "Macro F1", "Validation loss"} <= set(labels)
+    captions = [c.value for c in at.caption]
+    assert captions[0].startswith("completed · best validation accuracy")   # the picked run's state, beside the picker
+    assert any(c.startswith("Trained on cpu in fp32, batch size") for c in captions)
     assert at.get("plotly_chart"), "confusion matrix"
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["circle", "square", "triangle"]

@@ -113,11 +113,14 @@ def test_two_sessions_start_at_once_one_queues_and_each_tab_can_stop_the_other(a
         expect(q_page.get_by_text("stopped", exact=True)).to_be_visible(timeout=240_000)
         expect(r_page.get_by_text("stopped", exact=True)).to_be_visible(timeout=120_000)   # its own tab sees it
 
-        # The first tab opens the second job by its link (?run=<id>, a fresh session that follows that run).
-        r_page.goto(f"{url}/train?run={ids[queued]}")
+        # The first tab opens the second job from the Runs page, while that job goes from queued to
+        # running (a picker whose labels changed with the status used to lose the choice here).
+        open_run_from_runs_page(r_page, names[queued])
+        expect(r_page.get_by_text("running", exact=True)).to_be_visible(timeout=240_000)
+        assert f"run={ids[queued]}" in r_page.url
+        r_page.reload()                                          # the URL keeps the run
         expect(r_page.locator("[data-testid='stMarkdownContainer'] strong").first).to_have_text(names[queued],
                                                                                                timeout=60_000)
-        expect(r_page.get_by_text("running", exact=True)).to_be_visible(timeout=240_000)
         screenshot(r_page, "22_concurrent_queued_run_started")
         r_page.get_by_role("button", name="Stop").click()        # and the first tab stops the second job
         expect(r_page.get_by_text("stopped", exact=True)).to_be_visible(timeout=240_000)
