@@ -92,10 +92,14 @@ def _controls(record, jobs) -> None:
 def _summary(record, epochs) -> None:
     best = record.best_metrics or {}
     cols = st.columns(4)
-    cols[0].metric("Best validation accuracy", fmt_pct(best.get("val_accuracy")))
+    # While training: the best epoch so far. Once ended: the final model's own evaluation.
+    cols[0].metric("Best validation accuracy" if record.is_active else "Final validation accuracy",
+                   fmt_pct(best.get("val_accuracy")))
     cols[1].metric("Validation loss", f"{best['val_loss']:.3f}" if charts.finite(best.get("val_loss")) else "-")
     cols[2].metric("Epochs done", record.epochs_done)
     cols[3].metric("Time", fmt_duration(record.duration))
+    if record.status == RunStatus.STOPPED and record.epochs_done == 0 and best:
+        st.caption("Stopped before the first epoch ended: these numbers are of the partly trained model.")
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         left, right = st.columns(2)
         left.page_link("app_pages/4_results.py", label="See the results", icon=":material/insights:")

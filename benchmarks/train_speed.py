@@ -88,6 +88,14 @@ SCENARIOS: dict[str, dict] = {
         "target": {"kind": "overhead", "value": 0.05},
         "quick": {"max_per_class": 4, "epochs": 1, "max_length": 32, "batch_size": 8},
     },
+    "text-full-400": {
+        "description": "text-full on 400 deduplicated BBC News texts (80 per class): fixed per-run costs weigh less",
+        "modality": "text", "data": "demo:bbc-news", "max_per_class": 80, "model": "minilm_l6",
+        "freeze": "full", "epochs": 2, "max_length": 128, "lr": 5e-5, "batch_size": 16,
+        "methods": ("engine", "loop"),
+        "target": {"kind": "overhead", "value": 0.05},
+        "quick": {"max_per_class": 4, "epochs": 1, "max_length": 32, "batch_size": 8},
+    },
     "gpu-amp": {
         "description": "CUDA only: full fine-tuning throughput, torchvision resnet50 and vit_b_16 at 224 px, "
                        "random init, synthetic data, mixed precision vs fp32",
@@ -96,7 +104,7 @@ SCENARIOS: dict[str, dict] = {
         "quick": {"batch_size": 8, "warmup_steps": 1, "steps": 3},
     },
 }
-DEFAULT_SCENARIOS = ("text-head", "image-head", "image-full", "text-full", "gpu-amp")
+DEFAULT_SCENARIOS = ("text-head", "image-head", "image-full", "text-full", "text-full-400", "gpu-amp")
 
 
 # =============================================================================

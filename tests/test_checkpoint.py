@@ -41,3 +41,18 @@ def test_a_failed_write_is_raised_at_the_next_save_or_wait_and_keeps_the_last_go
     monkeypatch.undo()
     writer.wait()                                           # the error was handed over once
     assert load_checkpoint(path)["epoch"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_kept_state_stays_in_memory_until_the_next_save(tmp_path):
+    writer = CheckpointWriter()
+    path = tmp_path / "last.pt"
+    weights = torch.zeros(4)
+    writer.keep({"net": {"w": weights}, "accum": {"seen": 0}, "epoch": 0})
+    weights += 1
+    assert not path.exists()                                # nothing written
+    first = writer.latest(path)
+    first["accum"]["seen"] = 99                             # the caller may change what it got
+    again = writer.latest(path)
+    assert again["accum"]["seen"] == 0 and torch.equal(again["net"]["w"], torch.zeros(4))
+    writer.save(path, {"epoch": 1})
+    assert writer.latest(path)["epoch"] == 1                # the newer state, from the file

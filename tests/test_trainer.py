@@ -127,6 +127,24 @@ def test_stop_then_resume_matches_uninterrupted(digits_folder, store, stop_at_st
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+# 6 steps per epoch: in the head-only stage, at its last step (the stage boundary), at the first full step.
+@pytest.mark.parametrize("stop_at_step", [3, 6, 7])
+def test_staged_run_stopped_anywhere_resumes_like_uninterrupted(digits_folder, store, stop_at_step):
+    cfg = image_config(digits_folder, freeze__preset="staged", freeze__staged_head_epochs=1, train__epochs=3,
+                       model__head_dropout=0.2)
+    baseline = fit(cfg, store=store)
+    control = RunControl()
+    stopper = Recorder(lambda e: e.kind == "BatchEnded" and e.step == stop_at_step and control.request_stop())
+    stopped = fit(cfg.copy(), store=store, control=control, observers=[stopper])
+    assert stopped.status == RunStatus.STOPPED
+    resumed = fit(None, store=store, run_id=stopped.run_id, resume=True)
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert resumed.metrics["val_loss"] == pytest.approx(baseline.metrics["val_loss"], abs=1e-6)
+    a = load_file(str(store.run_dir(baseline.run_id) / WEIGHTS_FILE))
+    b = load_file(str(store.run_dir(resumed.run_id) / WEIGHTS_FILE))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
 def test_head_only_checkpoints_skip_the_frozen_backbone_and_resume_exactly(digits_folder, store):
     cfg = image_config(digits_folder, freeze__preset="feature_extraction", optim__lr=0.05)
     baseline = fit(cfg, store=store)

@@ -45,9 +45,21 @@ class CheckpointWriter:
     def __init__(self):
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._kept: dict | None = None
+
+    def keep(self, state: dict) -> None:
+        """Hold a copy of `state` in memory instead of writing it; `latest` returns it until the next save."""
+        self._kept = _copy_to_cpu(state)
+
+    def latest(self, path: Path) -> dict:
+        """The newest state (a copy the caller may change): the one kept in memory, else the file at
+        `path` once its write is done."""
+        self.wait()
+        return _copy_to_cpu(self._kept) if self._kept is not None else load_checkpoint(path)
 
     def save(self, path: Path, state: dict) -> None:
         self.wait()
+        self._kept = None
         snapshot = _copy_to_cpu(state)
         self._thread = threading.Thread(target=self._write, args=(path, snapshot), name="checkpoint-writer", daemon=True)
         self._thread.start()

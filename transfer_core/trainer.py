@@ -215,9 +215,10 @@ class Trainer:
         for note in self.data.notices:
             self._emit(Notice(self.run_id, time.time(), message=note))
         if state is None:
-            # Something to go back to from the first epoch on: an out-of-memory retry, or a resume
-            # after the process died, restarts from here.
-            self._save_checkpoint(start_epoch, 0, accum)
+            # Something for an out-of-memory retry in the first epoch to go back to. In memory only:
+            # writing it would cost a full save, and a run that dies before its first checkpoint
+            # resumes from the beginning, which is this same state.
+            self.checkpoints.keep(self._checkpoint_state(start_epoch, 0, accum))
 
         for epoch in range(start_epoch, cfg.train.epochs):
             if segment_for_epoch(self.segments, epoch) != self.seg_index:
@@ -255,8 +256,7 @@ class Trainer:
         cfg = self.config
         old = cfg.train.batch_size
         # Free what the failed attempt holds before loading anything.
-        self.checkpoints.wait()
-        state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+        state = self.checkpoints.latest(self.run_dir / CHECKPOINT_FILE)
         done = state["step_in_epoch"] * state.get("batch_size", old)   # samples of this epoch already trained
         if state["epoch"] != epoch or (done and batching.sample_lengths(self.train_samples) is not None):
             # No epoch start to go back to, and text batches grouped by length cannot be re-cut mid-epoch.
@@ -545,14 +545,17 @@ class Trainer:
             raise _Stopped()
 
     def _save_checkpoint(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
-        self.checkpoints.save(self.run_dir / CHECKPOINT_FILE, {
+        self.checkpoints.save(self.run_dir / CHECKPOINT_FILE, self._checkpoint_state(epoch, step_in_epoch, accum))
+
+    def _checkpoint_state(self, epoch: int, step_in_epoch: int, accum: dict) -> dict:
+        return {
             "format": 1, "net": self._changeable_state(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
             "segments": [s.to_dict() for s in self.segments], "accum": dict(accum), "best": dict(self.best),
             "bad_epochs": self.bad_epochs, "history": list(self.history), "train_seconds": self.train_seconds,
             "fingerprint": self.data.fingerprint, "rng": _get_rng_state(),
-            "batch_size": self.config.train.batch_size, "eval_batch_size": self.eval_batch_size})
+            "batch_size": self.config.train.batch_size, "eval_batch_size": self.eval_batch_size}
 
     def _always_frozen(self, segments: list[Segment]) -> set[str]:
         trains = {name for seg in segments for name in seg.trainable}

@@ -127,6 +127,9 @@ def test_start_pause_resume_stop(app_env, shapes_folder):
     no_exceptions(at)
     assert not [b for b in at.button if b.key in ("run_pause", "run_stop")]
     assert any("badge[stopped]" in m.value for m in at.markdown)
+    assert "Final validation accuracy" in {m.label for m in at.metric}   # the stopped model's own evaluation
+    partly = any("Stopped before the first epoch ended" in c.value for c in at.caption)
+    assert partly == (store.get_run(run_id).epochs_done == 0)
 
 
 def test_reload_reattaches_to_the_active_run(app_env, shapes_folder):

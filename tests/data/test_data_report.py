@@ -105,3 +105,12 @@ def test_thousand_small_images_scan_fast(tmp_path):
     r = build_report(ds)
     assert time.perf_counter() - start < 5
     assert r.ok and len(r.unreadable) == 0 and r.n_samples == 1000
+
+
+def test_a_megabyte_row_is_counted_from_its_start_and_still_reported_as_cut(minilm_tokenizer):
+    from transfer_core.data.report import MAX_CHARS_PER_TOKEN
+    rows = [Sample(f"r{i}", "a short text about football", "sport") for i in range(4)]
+    rows.append(Sample("huge", "word " * 200_000, "sport"))                   # 1 MB
+    stats = build_report(Dataset("text", rows), tokenizer=minilm_tokenizer, max_length=32).text_stats
+    assert stats["truncated_share"] == 0.2
+    assert 32 < stats["tokens"]["max"] <= 32 * MAX_CHARS_PER_TOKEN           # a lower bound, from the first characters

@@ -363,13 +363,13 @@ def test_unwritable_runs_directory_is_one_line_and_keeps_the_database(digits_fol
 
 def test_disk_full_while_checkpointing_fails_run_with_advice_and_keeps_db(digits_folder, store, monkeypatch):
     other = finished_run(store)
-    # Simulated ENOSPC (nobody fills the disk for a test): the third checkpoint write (start, end of
-    # epoch 1, end of epoch 2) writes some bytes, then fails as a full disk does.
+    # Simulated ENOSPC (nobody fills the disk for a test): the second checkpoint write (end of epoch 2,
+    # in the background) writes some bytes, then fails as a full disk does; the run learns it at the next save.
     real_save, calls = torch.save, []
 
     def full_disk_save(obj, f, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == 2:
             f.write(b"\0" * 1000)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *args, **kwargs)

@@ -18,6 +18,7 @@ FEW_SAMPLES = 10          # below this per class, a warning: too few to learn th
 IMBALANCE_WARNING = 10.0  # largest/smallest class
 TINY_SIDE = 24            # pixels; smaller images are blown up and blurry at model resolution (28 px MNIST-style sets pass)
 TRUNCATION_WARNING = 0.25
+MAX_CHARS_PER_TOKEN = 100  # WordPiece's longest word (a longer one becomes a single unknown token)
 TOKEN_SAMPLE = 5000       # token statistics are estimated from at most this many texts
 # Above this a run's per-class outputs (probabilities per sample, the confusion matrix) grow into
 # hundreds of MB and the page's charts stop being readable; ImageNet's 1,000 classes still fit.
@@ -191,7 +192,11 @@ def _text_findings(ds: Dataset, report: DataReport, tokenizer, max_length: int |
         model_max = getattr(tokenizer, "model_max_length", 512)
         max_length = model_max if model_max and model_max < 100_000 else 512
     step = max(1, len(ds.samples) // TOKEN_SAMPLE)
-    texts = [s.input for s in ds.samples[::step]]
+    # Tokenizing a megabyte-long row takes seconds. A token rarely spans more than MAX_CHARS_PER_TOKEN
+    # characters, so the first max_length * MAX_CHARS_PER_TOKEN characters of ordinary text hold more than
+    # max_length tokens: the truncation share stays right, and such a row's count is a lower bound.
+    clip = max_length * MAX_CHARS_PER_TOKEN
+    texts = [s.input[:clip] for s in ds.samples[::step]]
     lengths = [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
     share = sum(n > max_length for n in lengths) / len(lengths)
     report.text_stats.update(tokens=_summary(lengths), max_length=max_length, truncated_share=round(share, 4),
