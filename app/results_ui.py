@@ -41,7 +41,8 @@ def hardware_caption(hardware: dict) -> str:
     """One line on how the run used the machine (metrics.json's "hardware"; runs from before it have none)."""
     if not hardware:
         return ""
-    text = f"Trained on {hardware.get('device', '?')} in {hardware.get('precision', '?')}, batch size {hardware.get('batch_size', '?')}"
+    text = (f"Trained on {hardware.get('device', '?')} in {hardware.get('precision', '?')}, "
+            f"batch size {hardware.get('batch_size', '?')}")
     if hardware.get("peak_gpu_memory_mib") is not None:
         text += f", peak GPU memory {hardware['peak_gpu_memory_mib'] / 1024:.1f} GiB"
     if hardware.get("compiled"):

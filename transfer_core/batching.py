@@ -7,8 +7,9 @@ uint8 array (N x 3 x S x S): in memory, or as a memory-mapped `.npy` under
 next run on the same data decodes nothing. Each epoch then only runs the
 random augmentation (flip, rotation, random resized crop, colour jitter, all
 torchvision.transforms.v2 on uint8 tensors). Batches travel as uint8 and are
-converted to float and normalised on the device they train on. With augmentation off the pixels equal those of decoding each
-image on the fly (`decoded=False`), which goes through the same functions.
+converted to float and normalised on the device they train on. With
+augmentation off the pixels equal those of decoding each image on the fly
+(`decoded=False`), which goes through the same functions.
 
 Texts are tokenized once up front (no padding) and padded per batch, so short
 batches stay short; training batches are grouped by length (as Hugging Face's
