@@ -25,8 +25,9 @@ cols[1].metric("Macro F1", fmt_pct(val.get("macro_f1")), help="The F1 score aver
 cols[2].metric("Validation loss", f"{val['loss']:.3f}" if charts.finite(val.get("loss")) else "-")
 cols[3].metric("Epochs", summary.get("epochs", record.epochs_done))
 cols[4].metric("Training time", fmt_duration(record.best_metrics.get("train_seconds")))
-if results_ui.hardware_caption(metrics.get("hardware", {})):
-    st.caption(results_ui.hardware_caption(metrics["hardware"]))
+hardware = results_ui.hardware_caption(metrics.get("hardware", {}))
+if hardware:
+    st.caption(hardware)
 if "test_accuracy" in summary:
     st.caption(f"Test set (measured once, at the end): accuracy {fmt_pct(summary['test_accuracy'])}, "
                f"macro F1 {fmt_pct(summary.get('test_macro_f1'))}.")

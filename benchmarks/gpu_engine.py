@@ -28,13 +28,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def one_run(model: str, mixed_precision: bool, args, store) -> dict:
-    from transfer_core.config import RunConfig
+    from train_speed import engine_config
     from transfer_core.trainer import METRICS_FILE, fit
-    cfg = RunConfig()
-    for key, value in (("data.path", f"demo:fashion-mnist?per_class={args.per_class}"), ("model.name", model),
-                       ("model.pretrained", False), ("model.image_size", 224), ("freeze.preset", "full"),
-                       ("train.epochs", args.epochs), ("train.batch_size", args.batch_size), ("optim.lr", 1e-4),
-                       ("train.mixed_precision", mixed_precision), ("train.device", "cuda")):
+    cfg = engine_config({"data": f"demo:fashion-mnist?per_class={args.per_class}", "model": model, "freeze": "full",
+                         "epochs": args.epochs, "image_size": 224, "lr": 1e-4, "batch_size": args.batch_size})
+    for key, value in (("model.pretrained", False), ("train.mixed_precision", mixed_precision), ("train.device", "cuda")):
         cfg.set(key, value)
     started = []
     t0 = time.perf_counter()

@@ -22,10 +22,6 @@ def hardware(store, result) -> dict:
     return json.loads((store.run_dir(result.run_id) / METRICS_FILE).read_text())["hardware"]
 
 
-def notices(recorder: Recorder) -> list[str]:
-    return [e.message for e in recorder.events if e.kind == "Notice"]
-
-
 def test_mixed_precision_trains_like_fp32_and_reports_its_precision_and_memory(digits_folder, store):
     sets = {"freeze__preset": "full", "train__device": "cuda", "train__epochs": 4}
     amp = fit(image_config(digits_folder, **sets), store=store)
@@ -69,7 +65,7 @@ def test_a_real_out_of_memory_halves_the_batch_and_the_run_completes(digits_fold
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()
     assert big.status == RunStatus.COMPLETED, big.message
-    retries = [m for m in notices(rec) if m.startswith("Out of memory at batch size")]
+    retries = [m for m in rec.notices() if m.startswith("Out of memory at batch size")]
     assert retries and "batch size 48" in retries[0]
     assert hardware(store, big)["batch_size"] < 48
     assert math.isfinite(small.metrics["val_loss"]) and math.isfinite(big.metrics["val_loss"])
@@ -81,7 +77,7 @@ def test_feature_cache_on_the_gpu_gives_the_metrics_of_the_full_forward(digits_f
     cached = fit(image_config(digits_folder, **sets), store=store, observers=[cached_rec])
     plain = fit(image_config(digits_folder, train__cache_features=False, **sets), store=store)
     assert cached.status == plain.status == RunStatus.COMPLETED
-    assert any("frozen backbone" in m for m in notices(cached_rec))
+    assert any("frozen backbone" in m for m in cached_rec.notices())
     # Mixed precision and cuDNN's per-batch-size kernels round differently from the CPU: close, not bit-equal.
     assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=0.02, abs=1e-3)
 
@@ -103,5 +99,5 @@ def test_torch_compile_works_on_the_gpu(digits_folder, store):
     result = fit(image_config(digits_folder, freeze__preset="full", train__device="cuda", train__compile=True,
                               train__epochs=2), store=store, observers=[rec])
     assert result.status == RunStatus.COMPLETED, result.message
-    assert not [m for m in notices(rec) if "torch.compile failed" in m]
+    assert not [m for m in rec.notices() if "torch.compile failed" in m]
     assert hardware(store, result)["compiled"]

@@ -60,6 +60,9 @@ class Recorder:
     def kinds(self):
         return [e.kind for e in self.events]
 
+    def notices(self):
+        return [e.message for e in self.events if e.kind == "Notice"]
+
 
 def test_event_order_and_completion(digits_folder, store):
     rec = Recorder()

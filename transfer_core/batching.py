@@ -67,7 +67,7 @@ def image_transform(pre: ImagePreprocess, augment: AugmentConfig | None = None) 
         steps += [T.Resize(size, antialias=True), T.CenterCrop(size)]
     if augment is not None:
         steps += _random_steps(augment)
-    steps += [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(pre.mean), list(pre.std))]
+    steps += [T.ToImage(), *normalize_transform(pre).transforms]
     return T.Compose(steps)
 
 

@@ -255,12 +255,12 @@ class Trainer:
         keeps a step of a broken batch. Returns where the epoch goes on: (step_in_epoch, accum)."""
         cfg = self.config
         old = cfg.train.batch_size
-        # Free what the failed attempt holds before loading anything.
         state = self.checkpoints.latest(self.run_dir / CHECKPOINT_FILE)
         done = state["step_in_epoch"] * state.get("batch_size", old)   # samples of this epoch already trained
         if state["epoch"] != epoch or (done and batching.sample_lengths(self.train_samples) is not None):
             # No epoch start to go back to, and text batches grouped by length cannot be re-cut mid-epoch.
             raise exc
+        # Free what the failed attempt holds before the state is loaded into the model.
         self.optimizer.zero_grad(set_to_none=True)
         self.features = None
         exc.__traceback__ = None   # its frames hold the failed batch's activations

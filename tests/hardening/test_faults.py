@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_trainer import image_config as trainer_image_config
+from test_trainer import Recorder, image_config as trainer_image_config
 
 import transfer_core.trainer as trainer_module
 from transfer_core.checkpoint import load_checkpoint
@@ -42,17 +42,6 @@ FAULTS = Path(__file__).resolve().parent / "faultinject"   # sitecustomize.py fo
 def image_config(folder, **sets) -> RunConfig:
     """The trainer tests' tiny config with every layer training: every step goes through the whole net (no feature cache)."""
     return trainer_image_config(folder, **{"freeze__preset": "full", **sets})
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, event):
-        self.events.append(event)
-
-    def notices(self):
-        return [e.message for e in self.events if e.kind == "Notice"]
 
 
 class NetFault:
