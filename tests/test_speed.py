@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from transfer_core import devices, trainer as trainer_mod
+from transfer_core.config import OptimConfig
 from transfer_core.events import RunStatus
+from transfer_core.optim import build_optimizer, load_optimizer_state
 from transfer_core.trainer import fit
 
 from test_trainer import Recorder, image_config
@@ -25,8 +27,8 @@ def spy(monkeypatch):
             (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), m.training)))
         return built
 
-    def optimizer(groups, cfg):
-        opt = real_opt(groups, cfg)
+    def optimizer(groups, cfg, **kwargs):
+        opt = real_opt(groups, cfg, **kwargs)
         seen["optimizers"].append(opt)
         return opt
 
@@ -50,6 +52,42 @@ def test_frozen_groups_get_no_gradients_and_the_optimizer_holds_only_trainable_p
             else:
                 assert not p.requires_grad and p.grad is None and id(p) not in in_optimizer, name
     assert len(in_optimizer) == sum(p.requires_grad for p in built.net.parameters())
+    # ...and steps them with torch's fused kernels, one pass over all of them (optim.FUSED_DEVICES).
+    assert all(g["fused"] for g in spy["optimizers"][-1].param_groups)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_fused_optimizer_steps_like_the_default_one(name):
+    torch.manual_seed(0)
+    start = [torch.randn(64, 32), torch.randn(32)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(5)]
+    cfg = OptimConfig(optimizer=name, lr=0.01, momentum=0.9)
+    finals = []
+    for device in (None, torch.device("cpu")):   # None: no device known, torch's default implementation
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        optimizer = build_optimizer([{"params": params[:1], "weight_decay": 0.01}, {"params": params[1:], "weight_decay": 0.0}],
+                                    cfg, device=device)
+        assert [bool(g["fused"]) for g in optimizer.param_groups] == [device is not None] * 2
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            optimizer.step()
+        finals.append(params)
+    for default, fused in zip(*finals):
+        assert torch.allclose(default, fused, atol=1e-6)
+
+
+def test_a_checkpoint_of_the_default_optimizer_resumes_fused():
+    params = [torch.nn.Parameter(torch.ones(3))]
+    params[0].grad = torch.ones(3)
+    old = build_optimizer([{"params": params}], OptimConfig())   # as checkpoints before the fused kernels hold it
+    old.step()
+    resumed = build_optimizer([{"params": params}], OptimConfig(), device=torch.device("cpu"))
+    load_optimizer_state(resumed, old.state_dict())
+    assert resumed.param_groups[0]["fused"] is True
+    assert resumed.state_dict()["state"][0]["exp_avg"].tolist() == old.state_dict()["state"][0]["exp_avg"].tolist()
+    resumed.step()
+
 
 
 def test_evaluation_runs_under_inference_mode(digits_folder, store, spy):

@@ -188,6 +188,43 @@ def test_pause_and_resume_in_thread(digits_folder, store):
     assert seen_paused.is_set()
 
 
+def checkpoint_writes(monkeypatch) -> list[tuple[int, int]]:
+    """(epoch, step_in_epoch) of every checkpoint written to disk, in order; the writes still happen."""
+    import transfer_core.checkpoint as checkpoint
+    real, writes = checkpoint.save_checkpoint, []
+
+    def spy(path, state):
+        writes.append((state["epoch"], state["step_in_epoch"]))
+        real(path, state)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", spy)
+    return writes
+
+
+def test_short_epochs_write_one_checkpoint_after_the_last(digits_folder, store, monkeypatch):
+    writes = checkpoint_writes(monkeypatch)
+    once = fit(image_config(digits_folder), store=store)   # 3 epochs, each far shorter than a minute
+    assert once.status == RunStatus.COMPLETED, once.message
+    assert writes == [(3, 0)]
+    every = fit(image_config(digits_folder, train__checkpoint_every_s=0), store=store)
+    assert writes[1:] == [(1, 0), (2, 0), (3, 0)]
+    assert every.metrics == once.metrics   # when checkpoints are written changes nothing trained
+
+
+def test_a_pause_writes_the_epoch_end_held_in_memory(digits_folder, store, monkeypatch):
+    writes = checkpoint_writes(monkeypatch)
+    control = RunControl()
+
+    def on_event(e):
+        if e.kind == "BatchEnded" and e.epoch == 1 and e.step_in_epoch == 1:
+            control.pause()
+            threading.Timer(0.3, control.resume).start()
+
+    result = fit(image_config(digits_folder), store=store, control=control, observers=[Recorder(on_event)])
+    assert result.status == RunStatus.COMPLETED, result.message
+    # The pause in epoch 2 wrote epoch 1's end; epoch 2's end stayed in memory; the last one is always written.
+    assert writes == [(1, 0), (3, 0)]
+
+
 def test_extend_finished_run(digits_folder, store):
     first = fit(image_config(digits_folder, train__epochs=2), store=store)
     extended = fit(None, store=store, run_id=first.run_id, resume=True, extra_epochs=2)

@@ -26,7 +26,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path) -> dict:
     if not path.exists():
-        raise RunError("this run has no checkpoint yet (it stopped before its first epoch ended); start it again instead of resuming")
+        raise RunError("this run has no checkpoint yet (none was written before it stopped); start it again instead of resuming")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -48,8 +48,17 @@ class CheckpointWriter:
         self._kept: dict | None = None
 
     def keep(self, state: dict) -> None:
-        """Hold a copy of `state` in memory instead of writing it; `latest` returns it until the next save."""
+        """Hold a copy of `state` in memory instead of writing it; `latest` returns it until the next save,
+        and `write_kept` writes it when it must not be lost."""
+        self._kept = None   # the old copy goes first: never two copies of a large model at once
         self._kept = _copy_to_cpu(state)
+
+    def write_kept(self, path: Path) -> None:
+        """Write the state `keep` holds, in the background as `save` does (it stays what `latest` returns)."""
+        if self._kept is None:
+            return
+        self.wait()
+        self._start(path, self._kept)   # a private copy nothing changes: no second copy needed
 
     def latest(self, path: Path) -> dict:
         """The newest state (a copy the caller may change): the one kept in memory, else the file at
@@ -60,7 +69,9 @@ class CheckpointWriter:
     def save(self, path: Path, state: dict) -> None:
         self.wait()
         self._kept = None
-        snapshot = _copy_to_cpu(state)
+        self._start(path, _copy_to_cpu(state))
+
+    def _start(self, path: Path, snapshot: dict) -> None:
         self._thread = threading.Thread(target=self._write, args=(path, snapshot), name="checkpoint-writer", daemon=True)
         self._thread.start()
 

@@ -108,6 +108,9 @@ class TrainConfig:
                                   "up to 4 on CUDA when images are augmented or decoded per step, else 0).", min=-1, max=64, advanced=True)
     compile: bool = _field(False, "Compile the model with torch.compile (slow first steps, then often faster on GPUs). "
                                   "Falls back to the plain model with a notice when compiling fails.", advanced=True)
+    checkpoint_every_s: float = _field(60.0, "Write a checkpoint at an epoch's end when the last one is at least this many seconds old "
+                                             "(0: at every epoch's end). The last epoch, a stop, a pause and a failure always leave one.",
+                                       min=0.0, max=86400.0, advanced=True)
     cache_images: bool = _field(True, "Decode and resize each image once and keep the pixels (in the runs folder's .image_cache); "
                                       "epochs then only augment and normalise. Off: decode every image at every epoch.", advanced=True)
 

@@ -8,13 +8,36 @@ import torch
 from .config import OptimConfig
 
 
-def build_optimizer(param_groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
+# Devices with torch's fused optimizer kernels: one pass over all parameters per step instead of a
+# loop over tensors. On a 2-core CPU an AdamW step over MiniLM's 22.7M parameters takes 0.022 s
+# fused against 0.14 s (SGD and Adam gain as much; benchmarks/optimizer_step.py); the results
+# agree to float rounding.
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def build_optimizer(param_groups: list[dict], cfg: OptimConfig, *, device: torch.device | None = None) -> torch.optim.Optimizer:
+    fused = device is not None and device.type in FUSED_DEVICES
+    return new_optimizer(param_groups, cfg, fused=True if fused else None)   # None: torch's default
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """A checkpoint's optimizer state, stepped by the implementation chosen here: the checkpoint may come
+    from another device, or from before the fused kernels (a grad scaler must know which one steps)."""
+    chosen = [group.get("fused") for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, fused in zip(optimizer.param_groups, chosen):
+        group["fused"] = fused
+
+
+def new_optimizer(param_groups: list[dict], cfg: OptimConfig, *, fused: bool | None) -> torch.optim.Optimizer:
+    # Copies: an optimizer writes its defaults (fused among them) into the group dicts it is given.
+    param_groups = [dict(group) for group in param_groups]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, fused=fused)
     if cfg.optimizer == "adam":
         # Adam's weight_decay is the coupled L2 penalty; AdamW decouples it.
-        return torch.optim.Adam(param_groups, lr=cfg.lr)
-    return torch.optim.AdamW(param_groups, lr=cfg.lr)
+        return torch.optim.Adam(param_groups, lr=cfg.lr, fused=fused)
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, fused=fused)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, *, total_steps: int,

@@ -1,8 +1,9 @@
 """fit(): one synchronous training loop serving the CLI, the app's background thread, tests and benchmarks.
 
 It emits typed events (events.py) to the run store and any observers, honours
-stop/pause at batch boundaries (control.py), writes a checkpoint when training
-begins, at every epoch end and on stop, retries an epoch with half the batch size
+stop/pause at batch boundaries (control.py), writes a checkpoint at an epoch end
+once a minute (train.checkpoint_every_s), after the last epoch, and on stop, pause
+and failure, retries an epoch with half the batch size
 when the device runs out of memory, and turns every exception into a failed run
 with advice.
 """
@@ -40,7 +41,7 @@ from .freezing import (Segment, apply_trainable, count_trainable, optimizer_para
                        segment_for_epoch, set_train_mode)
 from .models import build_model, get_spec
 from .models.base import BuiltModel
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .preparation import PreparedData, guess_modality, prepare_data
 from .store import RunStore
 
@@ -129,6 +130,8 @@ class Trainer:
         self.bad_epochs = 0
         self.eval_batch_size = max(config.train.batch_size, 64)   # halved with the batch size after out of memory
         self.checkpoints = CheckpointWriter()
+        self.checkpointed_at = time.monotonic()   # when the checkpoint on disk was taken (or training began)
+        self.unwritten_epoch_end = False          # an epoch end held in memory only (see _checkpoint_epoch_end)
         self.features = None
         self.cache_pending = False
         self.eval_samples: dict = {}
@@ -180,7 +183,7 @@ class Trainer:
         self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
         state = None
         if resume and not (self.run_dir / CHECKPOINT_FILE).exists():
-            resume = False  # it never finished an epoch or reached a stop: start it from the beginning
+            resume = False  # no checkpoint was written before it ended: start it from the beginning
         if resume:
             state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
             if state["fingerprint"] != self.data.fingerprint:
@@ -220,6 +223,7 @@ class Trainer:
             # resumes from the beginning, which is this same state.
             self.checkpoints.keep(self._checkpoint_state(start_epoch, 0, accum))
 
+        self.checkpointed_at = time.monotonic()
         for epoch in range(start_epoch, cfg.train.epochs):
             if segment_for_epoch(self.segments, epoch) != self.seg_index:
                 self._enter_segment(segment_for_epoch(self.segments, epoch))
@@ -305,13 +309,13 @@ class Trainer:
         apply_trainable(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
         groups = optimizer_param_groups(self.built, seg.trainable, lr=cfg.optim.lr * seg.lr_factor,
                                         lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay)
-        self.optimizer = build_optimizer(groups, cfg.optim)
+        self.optimizer = build_optimizer(groups, cfg.optim, device=self.device)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim,
                                          total_steps=(seg.end_epoch - seg.start_epoch) * self.steps_per_epoch,
                                          steps_per_epoch=self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=needs_grad_scaler(self.amp))
         if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+            load_optimizer_state(self.optimizer, optimizer_state)
             if scheduler_state is not None:
                 self.scheduler.load_state_dict(scheduler_state)
         if scaler_state:
@@ -482,13 +486,14 @@ class Trainer:
                "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "seconds": round(accum["seconds"], 3)}
         self.history.append(row)
         improved = self._track_best(epoch, row)
-        self._save_checkpoint(epoch + 1, 0, _new_accum())
+        patience = cfg.train.early_stopping_patience
+        early_stop = patience > 0 and self.bad_epochs >= patience
+        self._checkpoint_epoch_end(epoch, last=early_stop or epoch + 1 >= cfg.train.epochs)
         self._emit(EpochEnded(self.run_id, time.time(), epoch=epoch, step=self.global_step, train_loss=row["train_loss"],
                               train_accuracy=row["train_accuracy"], val_loss=row["val_loss"], val_accuracy=row["val_accuracy"],
                               val_macro_f1=row["val_macro_f1"], lr=float(self.optimizer.param_groups[0]["lr"]),
                               seconds=accum["seconds"], improved=improved))
-        patience = cfg.train.early_stopping_patience
-        return patience > 0 and self.bad_epochs >= patience
+        return early_stop
 
     def _track_best(self, epoch: int, row: dict) -> bool:
         metric = self.config.train.early_stopping_metric
@@ -532,6 +537,7 @@ class Trainer:
     def _check_control(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
         if self.control.paused and not self.control.stop_requested:
             self.store.set_status(self.run_id, RunStatus.PAUSED)
+            self._write_unwritten_epoch_end()   # a pause may last until the app is closed
             paused_at = time.perf_counter()
             while not self.control.wait_while_paused(0.5):
                 pass
@@ -544,8 +550,26 @@ class Trainer:
             self._save_checkpoint(epoch, step_in_epoch, accum)
             raise _Stopped()
 
+    def _checkpoint_epoch_end(self, epoch: int, *, last: bool) -> None:
+        """Write the state at an epoch's end when the checkpoint on disk is train.checkpoint_every_s old, and
+        always after the last epoch (`extend` and a failed finish resume from it). Writing a large model
+        at every short epoch would cost more than the epoch it saves: in between, the state is kept in
+        memory, where an out-of-memory retry finds it and a pause or a failure writes it."""
+        due = time.monotonic() - self.checkpointed_at >= self.config.train.checkpoint_every_s
+        if last or due:
+            self._save_checkpoint(epoch + 1, 0, _new_accum())
+        else:
+            self.checkpoints.keep(self._checkpoint_state(epoch + 1, 0, _new_accum()))
+            self.unwritten_epoch_end = True
+
+    def _write_unwritten_epoch_end(self) -> None:
+        if self.unwritten_epoch_end:
+            self.checkpoints.write_kept(self.run_dir / CHECKPOINT_FILE)
+            self.checkpointed_at, self.unwritten_epoch_end = time.monotonic(), False
+
     def _save_checkpoint(self, epoch: int, step_in_epoch: int, accum: dict) -> None:
         self.checkpoints.save(self.run_dir / CHECKPOINT_FILE, self._checkpoint_state(epoch, step_in_epoch, accum))
+        self.checkpointed_at, self.unwritten_epoch_end = time.monotonic(), False
 
     def _checkpoint_state(self, epoch: int, step_in_epoch: int, accum: dict) -> dict:
         return {
@@ -630,6 +654,7 @@ class Trainer:
 
     def _fail(self, exc: Exception) -> FitResult:
         try:
+            self._write_unwritten_epoch_end()   # a resume goes on from the last finished epoch
             self.checkpoints.wait()   # nothing is left writing once the run is marked failed
         except Exception as write_error:
             log.warning("run %s: the last checkpoint was not written (%s)", self.run_id, write_error)

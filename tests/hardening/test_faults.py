@@ -162,7 +162,8 @@ def test_exception_inside_epoch_fails_run_keeps_checkpoint_and_resume_finishes(d
     record = store.get_run(failed.run_id)
     assert (record.status, record.message) == (RunStatus.FAILED, failed.message)
     assert "Traceback" in (store.run_dir(failed.run_id) / "log.txt").read_text()
-    # The last checkpoint is the end of epoch 1, intact: nothing of the broken epoch 2 is in it.
+    # The last checkpoint is the end of epoch 1, intact: nothing of the broken epoch 2 is in it. (That
+    # short epoch's end was held in memory, train.checkpoint_every_s, and the failure wrote it.)
     state = load_checkpoint(store.run_dir(failed.run_id) / CHECKPOINT_FILE)
     assert (state["epoch"], state["step_in_epoch"], len(state["history"])) == (1, 0, 1)
 
@@ -265,7 +266,8 @@ def test_sigkill_mid_epoch_is_interrupted_and_resume_matches_uninterrupted(digit
     from transfer_core.cli import build_parser, config_from_args
     args = ["train", "--data", digits_folder, "--model", "tiny_cnn", "--epochs", 3, "--image-size", 16,
             "--batch-size", 4, "--seed", 7, "--set", "model.pretrained=false", "--set", "freeze.preset=full",
-            "--set", "optim.lr=0.01", "--set", "optim.scheduler=onecycle", "--quiet"]
+            "--set", "optim.lr=0.01", "--set", "optim.scheduler=onecycle", "--quiet",
+            "--set", "train.checkpoint_every_s=0"]   # these epochs take a second: checkpoint each one
     runs = tmp_path / "runs"
     # Each training step sleeps 0.15 s (same numbers, only slower) so the process can be caught mid-epoch.
     victim = cli(*args, runs_dir=runs, fault="slow_steps=0.15", wait=False)
@@ -363,7 +365,7 @@ def test_disk_full_while_checkpointing_fails_run_with_advice_and_keeps_db(digits
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *args, **kwargs)
     monkeypatch.setattr("transfer_core.checkpoint.torch.save", full_disk_save)
-    result = fit(image_config(digits_folder), store=store)
+    result = fit(image_config(digits_folder, train__checkpoint_every_s=0), store=store)   # a checkpoint per epoch
     monkeypatch.undo()
 
     assert result.status == RunStatus.FAILED
@@ -403,9 +405,9 @@ def test_disk_full_in_the_cli_is_one_line(digits_folder, tmp_path):
     runs = tmp_path / "runs"
     with RunStore(runs) as store:
         other = finished_run(store)
-    # Simulated ENOSPC in the CLI process: its second checkpoint write fails (see faultinject/).
+    # Simulated ENOSPC in the CLI process: its only checkpoint write, after the last epoch, fails (see faultinject/).
     proc = cli("train", "--data", digits_folder, "--model", "tiny_cnn", "--image-size", 16, "--epochs", 2,
-               "--set", "model.pretrained=false", "--quiet", runs_dir=runs, fault="enospc_save=2")
+               "--set", "model.pretrained=false", "--quiet", runs_dir=runs, fault="enospc_save=1")
     line = one_line_error(proc)
     assert line.startswith("error: the disk is full") and "free some disk space" in line
     assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "failed"
