@@ -11,10 +11,12 @@ number of torch threads, by:
   engine      transfer_core.trainer.fit(), configured as `python -m transfer_core train` would be;
   loop        a plain PyTorch loop written the way the tutorials write it: model.train(),
               frozen parameters with requires_grad=False but the backbone run on every
-              step, a DataLoader, zero_grad/backward/step, and an evaluation pass under
-              torch.no_grad() after every epoch;
+              step, a DataLoader, zero_grad/backward/step, an evaluation pass under
+              torch.no_grad() after every epoch, and torch.save(model.state_dict()) at the
+              end, as PyTorch's "Training a classifier" tutorial ends;
   hf_trainer  (text scenarios) transformers.Trainer on the same model and freezing,
-              evaluating every epoch, with saving and reporting turned off.
+              evaluating every epoch, with checkpoints and reporting turned off, and
+              trainer.save_model() at the end.
 
 Each method run is a fresh Python process, so peak memory and caches are its
 own: peak memory is the growth of the process's peak resident set (getrusage
@@ -23,9 +25,10 @@ the same libraries first); on CUDA it is torch.cuda.max_memory_allocated. Each
 engine run gets a new, empty runs directory, so the engine's on-disk feature
 cache is never reused from an earlier repeat; within one run it is used as
 designed (the frozen backbone runs once per sample). The timed part is
-everything from loading the data to the last validation accuracy: data
-preparation, model building, training, per-epoch validation (and, for the
-engine, what it writes to its run directory). Methods are run in a rotated order
+everything from loading the data to the saved model: data
+preparation, model building, training, per-epoch validation and saving the
+trained model (the engine also writes a checkpoint that can resume or extend the
+run, its metrics and predictions). Methods are run in a rotated order
 in each repeat, and the table shows medians over the repeats, each method as a
 ratio to the plain loop measured in the same session.
 
@@ -610,6 +613,8 @@ def run_loop(sc: dict, spec: dict, device) -> dict:
                 correct += int((logits.argmax(1) == labels).sum())
                 seen += len(labels)
         accuracy = correct / seen
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as out_dir:
+        torch.save(model.state_dict(), Path(out_dir) / "model.pt")
     return {"val_accuracy": accuracy, "num_train": len(train_set), "num_val": len(val_set),
             "samples_trained": len(train_set) * h["epochs"]}
 
@@ -645,6 +650,7 @@ def run_hf_trainer(sc: dict, spec: dict, device) -> dict:
         trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy)
         trainer.train()
+        trainer.save_model()
         evals = [e["eval_accuracy"] for e in trainer.state.log_history if "eval_accuracy" in e]
     return {"val_accuracy": evals[-1], "num_train": len(train_set), "num_val": len(val_set),
             "samples_trained": len(train_set) * h["epochs"]}
