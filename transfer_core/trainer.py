@@ -130,7 +130,7 @@ class Trainer:
         self.bad_epochs = 0
         self.eval_batch_size = max(config.train.batch_size, 64)   # halved with the batch size after out of memory
         self.checkpoints = CheckpointWriter()
-        self.checkpointed_at = time.monotonic()   # when the checkpoint on disk was taken (or training began)
+        self.checkpointed_at = time.monotonic()   # when the checkpoint on disk was written (or training began)
         self.unwritten_epoch_end = False          # an epoch end held in memory only (see _checkpoint_epoch_end)
         self.features = None
         self.cache_pending = False
