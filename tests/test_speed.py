@@ -126,17 +126,48 @@ def test_pick_device_order_with_mocked_accelerators(monkeypatch):
     assert devices.pick_device("cpu").type == "cpu"
 
 
-def test_channels_last_only_for_cnns_on_cuda():
+def test_channels_last_for_cnns_on_cuda_and_batchnorm_cnns_on_the_cpu():
+    from transfer_core.batching import to_device
     from transfer_core.models import build_model
-    cnn = build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).net
-    cuda = torch.device("cuda")
+    cnn = build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).net   # conv + BatchNorm blocks
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert devices.use_channels_last(cnn, cuda, "image")
-    assert not devices.use_channels_last(cnn, torch.device("cpu"), "image")
+    assert devices.use_channels_last(cnn, cpu, "image")
+    no_batchnorm = torch.nn.Sequential(*[torch.nn.Conv2d(3, 3, 3) for _ in range(3)])   # as ConvNeXt: LayerNorm
+    assert devices.use_channels_last(no_batchnorm, cuda, "image")
+    assert not devices.use_channels_last(no_batchnorm, cpu, "image")
     patchify = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 4, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
     assert not devices.use_channels_last(patchify, cuda, "image")  # a ViT-like stem gains nothing
+    assert not devices.use_channels_last(cnn, torch.device("mps"), "image")
+    assert not devices.is_channels_last(cnn)
+    cnn.to(memory_format=torch.channels_last)
+    assert devices.is_channels_last(cnn)
     batch = {"pixel_values": torch.zeros(2, 3, 8, 8)}
-    moved = __import__("transfer_core.batching", fromlist=["to_device"]).to_device(batch, torch.device("cpu"), channels_last=True)
+    moved = to_device(batch, cpu, channels_last=True)
     assert moved["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_resumed_optimizer_state_takes_its_parameters_layout(fused):
+    """A moment stored contiguous (an older checkpoint) for a channels_last parameter: torch's fused step
+    would update the wrong elements; after load_optimizer_state it steps as the uninterrupted run."""
+    import copy
+    torch.manual_seed(0)
+    start = torch.randn(8, 4, 3, 3)
+    grads = [torch.randn(8, 4, 3, 3) for _ in range(2)]
+    plain = torch.nn.Parameter(start.clone())
+    plain_opt = torch.optim.AdamW([plain], lr=0.1, fused=fused)
+    plain.grad = grads[0].clone()
+    plain_opt.step()
+    saved = copy.deepcopy(plain_opt.state_dict())
+    resumed = torch.nn.Parameter(plain.detach().clone().contiguous(memory_format=torch.channels_last))
+    resumed_opt = torch.optim.AdamW([resumed], lr=0.1, fused=fused)
+    load_optimizer_state(resumed_opt, saved)
+    assert resumed_opt.state[resumed]["exp_avg"].stride() == resumed.stride()
+    plain.grad, resumed.grad = grads[1].clone(), grads[1].contiguous(memory_format=torch.channels_last)
+    plain_opt.step()
+    resumed_opt.step()
+    assert torch.allclose(resumed, plain, atol=1e-6)
 
 
 def test_loader_workers_auto(monkeypatch):
@@ -209,5 +240,5 @@ def test_metrics_record_how_the_run_used_the_machine(digits_folder, store):
     result = fit(image_config(digits_folder, freeze__preset="full", train__epochs=1, train__device="cpu"), store=store)
     assert result.status == RunStatus.COMPLETED, result.message
     hardware = json.loads((store.run_dir(result.run_id) / trainer_mod.METRICS_FILE).read_text())["hardware"]
-    assert hardware == {"device": "cpu", "precision": "fp32", "channels_last": False, "compiled": False,
+    assert hardware == {"device": "cpu", "precision": "fp32", "channels_last": True, "compiled": False,
                         "batch_size": 8, "train_seconds": round(result.train_seconds, 2)}

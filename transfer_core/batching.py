@@ -37,6 +37,7 @@ from .config import AugmentConfig
 from .data.hashing import content_key
 from .data.images import load_image
 from .data.types import Dataset
+from .devices import is_channels_last
 from .models.base import BuiltModel, ImagePreprocess, TextPreprocess
 
 IMAGE_CACHE_DIR = ".image_cache"
@@ -323,13 +324,16 @@ def make_loader(built: BuiltModel, samples, batches: list[list[int]], *, num_wor
 
 
 def device_batches(built: BuiltModel, samples, batches: list[list[int]], device: torch.device, *,
-                   num_workers: int = 0, seed: int = 0, channels_last: bool = False):
+                   num_workers: int = 0, seed: int = 0, channels_last: bool | None = None):
     """(inputs on `device`, targets, indices) for each index batch, in `batches` order.
 
     Images travel as uint8 and are normalised on the device: a quarter of the bytes to copy,
     and no per-image float work on the CPU. On CUDA the loader pins memory and the copies overlap
-    with compute. Targets and indices stay on the CPU.
+    with compute. Targets and indices stay on the CPU. Pixels come channels_last when the net's
+    weights are (`channels_last=None`), so the first convolution does not convert them.
     """
+    if channels_last is None:
+        channels_last = built.modality == "image" and is_channels_last(built.net)
     loader = make_loader(built, samples, batches, num_workers=num_workers, pin_memory=device.type == "cuda", seed=seed)
     normalize = getattr(samples, "normalize", None)
     for inputs, targets, indices in loader:

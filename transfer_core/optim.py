@@ -27,6 +27,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(state)
     for group, fused in zip(optimizer.param_groups, chosen):
         group["fused"] = fused
+    # The multi-tensor and fused steps walk a parameter and its moments as flat memory: a moment laid
+    # out otherwise than its parameter (a checkpoint from before channels_last, or from another device)
+    # would be updated with the wrong elements.
+    for param, param_state in optimizer.state.items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                param_state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def new_optimizer(param_groups: list[dict], cfg: OptimConfig, *, fused: bool | None) -> torch.optim.Optimizer:
