@@ -104,3 +104,22 @@ def test_cache_passes_run_folded_match_the_net_and_leave_it_unchanged(digits_fol
     with torch.inference_mode():
         assert torch.allclose(feats, built.net.features(pixel_values=pixels), atol=1e-5)
         assert torch.allclose(prefix.tensors["dense"], built.net.prefix(2, pixel_values=pixels), atol=1e-5)
+
+
+def test_predictions_run_folded_and_channels_last_with_the_same_probabilities(digits_folder, monkeypatch):
+    from transfer_core import evaluate
+    from transfer_core.devices import is_channels_last
+    dataset = load_dataset(str(digits_folder))
+    built = build_model("tiny_cnn", dataset.classes, pretrained=False, image_size=16)
+    trained_stats(built.net)
+    samples = sample_set(built, dataset, decoded=True)
+    pixels = samples.normalize(torch.stack([samples.pixels_of(i) for i in range(len(samples))]))
+    with torch.inference_mode():
+        want = torch.softmax(built.net(pixel_values=pixels), dim=-1).numpy()
+    used = []
+    real = evaluate.folded_for_inference
+    monkeypatch.setattr(evaluate, "folded_for_inference", lambda net, run: used.append(real(net, run)) or used[-1])
+    preds = evaluate.predict_dataset(built, dataset, batch_size=8, samples=samples)
+    assert [batchnorms(net) for net in used] == [0]
+    assert abs(preds.probs - want).max() < 1e-5
+    assert is_channels_last(built.net) and batchnorms(built.net) == 3   # the layout changed, not the modules

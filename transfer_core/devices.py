@@ -70,8 +70,9 @@ def is_channels_last(net: torch.nn.Module) -> bool:
     """True when the net's convolution weights are stored channels_last (see use_channels_last)."""
     for m in net.modules():
         # A 1x1 kernel, or one input channel (depthwise), is laid out the same either way.
-        if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4 and m.weight.shape[1] > 1 and m.weight[0, 0].numel() > 1:
-            return m.weight.stride(1) == 1
+        w = getattr(m, "weight", None) if isinstance(m, torch.nn.Conv2d) else None
+        if w is not None and w.dim() == 4 and w.shape[1] > 1 and w.shape[2] * w.shape[3] > 1:
+            return w.stride(1) == 1
     return False
 
 

@@ -20,7 +20,9 @@ from PIL import Image, ImageOps
 from .batching import device_batches, epoch_batches, image_transform, sample_lengths, sample_set, to_device
 from .data.images import load_image, to_rgb
 from .data.types import Dataset
+from .devices import is_channels_last, use_channels_last
 from .errors import DataError
+from .folding import first_samples, folded_for_inference
 from .models.base import BuiltModel, TextPreprocess, logits_of
 
 # Probabilities are clipped before the log so a confident miss costs a large, finite loss.
@@ -99,11 +101,18 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
     true = np.full(n, -1, dtype=np.int64)
     samples = sample_set(built, dataset) if samples is None else samples
     batches = epoch_batches(n, batch_size, shuffle=False, lengths=sample_lengths(samples))
-    built.net.to(dev)
-    with eval_mode(built.net), torch.inference_mode():
+    net = built.net.to(dev)
+    if use_channels_last(net, dev, built.modality) and not is_channels_last(net):
+        net.to(memory_format=torch.channels_last)   # the layout training picks there (devices.py): same values
+    with eval_mode(net), torch.inference_mode():
+        infer = None
         for batch, targets, indices in device_batches(built, samples, batches, dev):
+            if infer is None and amp and dev.type == "cuda":
+                infer = net
+            elif infer is None:   # fp32: a copy with BatchNorm folded into the convolutions (folding.py)
+                infer = folded_for_inference(net, lambda m, few=first_samples(batch): logits_of(m(**few)))
             with _autocast(dev, amp):
-                logits = logits_of(built.net(**batch))
+                logits = logits_of(infer(**batch))
             idx = indices.numpy()
             probs[idx] = _softmax(logits)
             true[idx] = targets.numpy()
