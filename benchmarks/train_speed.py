@@ -420,11 +420,12 @@ def engine_config(sc: dict):
 
 def hyper(sc: dict) -> dict:
     """The values every method uses: the engine's config after the scenario's settings."""
+    from transfer_core.devices import eval_batch_size, pick_device
     cfg = engine_config(sc)
     assert cfg.optim.optimizer == "adamw" and cfg.optim.scheduler == "cosine", "the baselines implement AdamW + cosine"
     return {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "batch_size": cfg.train.batch_size,
             "epochs": cfg.train.epochs, "seed": cfg.train.seed, "image_size": cfg.model.image_size,
-            "max_length": cfg.model.max_length, "eval_batch_size": max(cfg.train.batch_size, 64),
+            "max_length": cfg.model.max_length, "eval_batch_size": eval_batch_size(cfg.train.batch_size, pick_device(cfg.train.device)),
             "head_only": cfg.freeze.preset == "feature_extraction"}
 
 

@@ -110,3 +110,13 @@ def test_gpu_engine_benchmark_runs_the_engine_and_tabulates_it(tmp_path):
     out["hardware"].setdefault("peak_gpu_memory_mib", 0.0)   # recorded on CUDA only
     table = gpu_engine.table([("tiny_cnn", {False: [out], True: [out]})], args)
     assert "| tiny_cnn |" in table and "1.00x" in table
+
+
+def test_cpu_layout_benchmark_prints_a_row_per_model():
+    """benchmarks/cpu_layout.py end to end on the tiny test CNN (plumbing only: no timing assertions)."""
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cpu_layout.py"), "--models", "tiny_cnn",
+                          "--size", "16", "--batch", "2", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    row = [line for line in out.stdout.splitlines() if line.startswith("tiny_cnn")]
+    assert len(row) == 1 and row[0].rstrip().endswith("yes") and row[0].count("x") >= 3, out.stdout

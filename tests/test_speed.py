@@ -147,6 +147,12 @@ def test_channels_last_for_cnns_on_cuda_and_batchnorm_cnns_on_the_cpu():
     assert moved["pixel_values"].is_contiguous(memory_format=torch.channels_last)
 
 
+def test_passes_without_autograd_batch_for_the_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert devices.eval_batch_size(8, cpu) == devices.eval_batch_size(128, cpu) == devices.CPU_EVAL_BATCH == 32
+    assert devices.eval_batch_size(8, cuda) == 64 and devices.eval_batch_size(128, cuda) == 128
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_resumed_optimizer_state_takes_its_parameters_layout(fused):
     """A moment stored contiguous (an older checkpoint) for a channels_last parameter: torch's fused step

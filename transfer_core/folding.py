@@ -1,15 +1,16 @@
-"""BatchNorm folded into the convolution before it, for inference passes over frozen layers.
+"""BatchNorm folded into the convolution before it, for inference passes in fp32.
 
 In eval mode a BatchNorm that follows a convolution is an affine map per channel, so it can be
 folded into the convolution's weights and bias: one pass over the activations instead of two.
-The frozen-prefix feature cache (feature_cache.py) runs the frozen layers this way, on a copy
-of the net; the net that trains and is saved keeps its BatchNorm layers.
+The frozen-layer pass of the feature cache (feature_cache.py) and evaluation and predictions
+(evaluate.predict_dataset) run this way, on a copy of the net; the net that trains and is saved
+keeps its BatchNorm layers.
 
 Which BatchNorm follows which convolution is read off one forward pass on a few samples: hooks
 see the tensor a convolution returns arrive at a BatchNorm. The folded copy is then checked
 against the original on those samples, and used only when they agree: what the hooks cannot
-see (a convolution's output that is also used elsewhere) shows up as a mismatch, and the
-original net runs instead.
+see (a convolution's output also used elsewhere, or changed in place on its way) shows up as a
+mismatch, and the original net runs instead.
 """
 from __future__ import annotations
 

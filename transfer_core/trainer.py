@@ -31,8 +31,9 @@ from . import batching, feature_cache
 from .checkpoint import CheckpointWriter, load_checkpoint
 from .config import ConfigError, RunConfig
 from .control import RunControl
-from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, is_out_of_memory,
-                      loader_workers, needs_grad_scaler, pick_device, precision_name, use_channels_last)
+from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, eval_batch_size,
+                      is_out_of_memory, loader_workers, needs_grad_scaler, pick_device, precision_name,
+                      use_channels_last)
 from .errors import DataError, RunError, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
@@ -128,7 +129,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"epoch": -1, "value": None}
         self.bad_epochs = 0
-        self.eval_batch_size = max(config.train.batch_size, 64)   # halved with the batch size after out of memory
+        self.eval_batch_size = eval_batch_size(config.train.batch_size, self.device)   # halved after out of memory
         self.checkpoints = CheckpointWriter()
         self.checkpointed_at = time.monotonic()   # when the checkpoint on disk was written (or training began)
         self.unwritten_epoch_end = False          # an epoch end held in memory only (see _checkpoint_epoch_end)
