@@ -67,7 +67,7 @@ def use_channels_last(net: torch.nn.Module, device: torch.device, modality: str)
     """channels_last memory format for convolutional image models, where its kernels are faster.
 
     On CUDA for every convolutional net (cuDNN). On the CPU for those with BatchNorm (oneDNN): ResNet,
-    MobileNet and EfficientNet train 1.05-1.45x faster per step on 2 cores, while ConvNeXt, without
+    MobileNet and EfficientNet train 1.1-1.9x faster per step on 2 cores, while ConvNeXt, without
     BatchNorm, gains nothing. A model counts as convolutional when it has several Conv2d layers: a
     vision transformer's single patch-embedding convolution gains nothing from it.
     """
