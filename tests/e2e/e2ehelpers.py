@@ -18,6 +18,15 @@ def open_page(ctx, url: str, path: str = ""):
     return page
 
 
+def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
+    """Until the page's script run is over (Streamlit marks its root with the run's state). A widget
+    change reaches the server in a run of its own; a click made during that run can act on the
+    page's previous choice."""
+    from playwright.sync_api import expect
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning",
+                                                          timeout=timeout_ms)
+
+
 def screenshot(page, name: str) -> Path:
     """The whole page (Streamlit scrolls inside its main block, so the viewport is stretched to fit)."""
     SHOTS.mkdir(parents=True, exist_ok=True)

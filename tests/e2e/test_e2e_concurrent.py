@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from e2ehelpers import ROOT, no_error_boxes, open_page, screenshot
+from e2ehelpers import ROOT, no_error_boxes, open_page, screenshot, wait_until_idle
 from playwright.sync_api import expect
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -60,6 +60,7 @@ def open_run_from_runs_page(page, name: str) -> None:
     page.keyboard.press("Enter")
     expect(page.get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(re.escape(name)),
                                                                                  timeout=30_000)
+    wait_until_idle(page)                    # the server has the choice before Open acts on it
     open_button.click()
     expect(page.get_by_role("heading", name="Train", level=1)).to_be_visible(timeout=60_000)
     try:
