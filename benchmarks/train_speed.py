@@ -425,7 +425,8 @@ def hyper(sc: dict) -> dict:
     assert cfg.optim.optimizer == "adamw" and cfg.optim.scheduler == "cosine", "the baselines implement AdamW + cosine"
     return {"lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay, "batch_size": cfg.train.batch_size,
             "epochs": cfg.train.epochs, "seed": cfg.train.seed, "image_size": cfg.model.image_size,
-            "max_length": cfg.model.max_length, "eval_batch_size": eval_batch_size(cfg.train.batch_size, pick_device(cfg.train.device)),
+            "max_length": cfg.model.max_length,
+            "eval_batch_size": eval_batch_size(cfg.train.batch_size, pick_device(cfg.train.device)),
             "head_only": cfg.freeze.preset == "feature_extraction"}
 
 

@@ -79,6 +79,18 @@ def test_unsafe_folds_are_refused():
     assert folded_for_inference(training, lambda m: m.features(pixel_values=x)) is training   # batch statistics
     no_batchnorm = nn.Sequential(nn.Conv2d(3, 3, 3), nn.ReLU())
     assert folded_for_inference(no_batchnorm, lambda m: m(x)) is no_batchnorm
+    tiny = trained_stats(build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).net)
+    assert folded_for_inference(tiny, lambda m: m.features(pixel_values=x), mixed_precision=True) is tiny
+
+
+@torch.inference_mode()
+def test_the_folded_copy_keeps_the_nets_memory_layout():
+    from transfer_core.devices import is_channels_last
+    net = trained_stats(build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).net)
+    net.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    folded = folded_for_inference(net, lambda m: m.features(pixel_values=x))
+    assert batchnorms(folded) == 0 and is_channels_last(folded)
 
 
 def test_first_samples_slices_tensors_only():
@@ -90,7 +102,7 @@ def test_cache_passes_run_folded_match_the_net_and_leave_it_unchanged(digits_fol
     from transfer_core import feature_cache
     used = []
     real = feature_cache.folded_for_inference
-    monkeypatch.setattr(feature_cache, "folded_for_inference", lambda net, run: used.append(real(net, run)) or used[-1])
+    monkeypatch.setattr(feature_cache, "folded_for_inference", lambda net, run, **kw: used.append(real(net, run, **kw)) or used[-1])
     dataset = load_dataset(str(digits_folder))
     built = build_model("tiny_cnn", dataset.classes, pretrained=False, image_size=16)
     trained_stats(built.net)
@@ -118,7 +130,7 @@ def test_predictions_run_folded_and_channels_last_with_the_same_probabilities(di
         want = torch.softmax(built.net(pixel_values=pixels), dim=-1).numpy()
     used = []
     real = evaluate.folded_for_inference
-    monkeypatch.setattr(evaluate, "folded_for_inference", lambda net, run: used.append(real(net, run)) or used[-1])
+    monkeypatch.setattr(evaluate, "folded_for_inference", lambda net, run, **kw: used.append(real(net, run, **kw)) or used[-1])
     preds = evaluate.predict_dataset(built, dataset, batch_size=8, samples=samples)
     assert [batchnorms(net) for net in used] == [0]
     assert abs(preds.probs - want).max() < 1e-5

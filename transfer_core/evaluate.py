@@ -107,10 +107,9 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
     with eval_mode(net), torch.inference_mode():
         infer = None
         for batch, targets, indices in device_batches(built, samples, batches, dev):
-            if infer is None and amp and dev.type == "cuda":
-                infer = net
-            elif infer is None:   # fp32: a copy with BatchNorm folded into the convolutions (folding.py)
-                infer = folded_for_inference(net, lambda m, few=first_samples(batch): logits_of(m(**few)))
+            if infer is None:   # fp32: a copy with BatchNorm folded into the convolutions (folding.py)
+                infer = folded_for_inference(net, lambda m, few=first_samples(batch): logits_of(m(**few)),
+                                             mixed_precision=amp and dev.type == "cuda")
             with _autocast(dev, amp):
                 logits = logits_of(infer(**batch))
             idx = indices.numpy()

@@ -51,7 +51,7 @@ from safetensors.torch import load_file, save_file
 
 from . import batching
 from .config import RunConfig
-from .devices import autocast, is_channels_last
+from .devices import autocast
 from .folding import first_samples, folded_for_inference
 from .models.base import BuiltModel
 
@@ -118,7 +118,8 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
         batches = batching.epoch_batches(len(samples), batch_size, shuffle=False, lengths=batching.sample_lengths(samples))
         for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             if frozen is None:
-                frozen = _inference_net(net, amp_dtype, lambda m, few=first_samples(inputs): m.features(**few))
+                frozen = folded_for_inference(net, lambda m, few=first_samples(inputs): m.features(**few),
+                                              mixed_precision=amp_dtype is not None)
             with autocast(device, amp_dtype):
                 chunks.append(frozen.features(**inputs).float().cpu())
             order.append(indices)
@@ -130,17 +131,6 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
     out = torch.empty_like(feats)
     out[torch.cat(order)] = feats  # texts run longest first; back to sample order
     return out
-
-
-def _inference_net(net: torch.nn.Module, amp_dtype: torch.dtype | None, run) -> torch.nn.Module:
-    """The net the frozen pass runs: in fp32, a copy with BatchNorm folded into its convolutions
-    (folding.py), channels_last when the net is; under mixed precision the net itself."""
-    if amp_dtype is not None:
-        return net
-    frozen = folded_for_inference(net, run)
-    if frozen is not net and is_channels_last(net):
-        frozen.to(memory_format=torch.channels_last)
-    return frozen
 
 
 def cached_features(built: BuiltModel, samples, *, key: str, cache_root: Path | None, batch_size: int,
@@ -253,7 +243,8 @@ def compute_prefix(built: BuiltModel, samples, cut: int, *, batch_size: int, dev
         frozen = None
         for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             if frozen is None:
-                frozen = _inference_net(net, amp_dtype, lambda m, few=first_samples(inputs): m.prefix(cut, **few))
+                frozen = folded_for_inference(net, lambda m, few=first_samples(inputs): m.prefix(cut, **few),
+                                              mixed_precision=amp_dtype is not None)
             with autocast(device, amp_dtype):
                 out = frozen.prefix(cut, **inputs)
             if isinstance(out, dict):       # texts: keep the real tokens only

@@ -29,13 +29,16 @@ FOLD_TOLERANCE = 1e-4
 CHECK_SAMPLES = 2
 
 
-def folded_for_inference(net: nn.Module, run: Callable[[nn.Module], object]) -> nn.Module:
-    """`net` in eval mode, or a folded copy of it that gives the same outputs as `net` on `run`.
+def folded_for_inference(net: nn.Module, run: Callable[[nn.Module], object], *,
+                         mixed_precision: bool = False) -> nn.Module:
+    """`net` in eval mode, or a folded copy of it (in the same memory layout) that gives the same
+    outputs as `net` on `run`.
 
     `run(module)` computes the pass the caller is about to make, on a few samples (see
-    `first_samples`). The caller runs it under no_grad or inference_mode, in fp32.
+    `first_samples`). The caller runs it under no_grad or inference_mode. Folding is checked in fp32
+    only: a pass under mixed precision runs `net` itself.
     """
-    if not any(_is_foldable_norm(m) for m in net.modules()):
+    if mixed_precision or not any(_is_foldable_norm(m) for m in net.modules()):
         return net
     pairs, reference = _conv_bn_pairs(net, run)
     if not pairs:
