@@ -86,6 +86,37 @@ def test_augmentation_runs_per_epoch_on_decoded_pixels(digits):
     assert torch.equal(samples[0][0], a)  # and seeded
 
 
+def loader_batches(built, samples, batches, device="cpu"):
+    """What the DataLoader gives for `batches` (the path of augmented or undecoded images)."""
+    loader = batching.make_loader(built, samples, batches)
+    return [batching.to_device(inputs, torch.device(device), normalize=samples.normalize) | {"targets": t, "indices": i}
+            for inputs, t, i in loader]
+
+
+def test_decoded_images_without_augmentation_are_gathered_like_the_loader_reads_them(digits, tmp_path):
+    ds, built = digits
+    batches = batching.epoch_batches(len(ds), 5, shuffle=True, seed=3)
+    for samples in (batching.sample_set(built, ds, decoded=True),                          # in memory
+                    batching.sample_set(built, ds, decoded=True, cache_root=tmp_path)):   # memory-mapped file
+        assert samples.batch_source(torch.device("cpu")) is not None
+        direct = list(batching.device_batches(built, samples, batches, torch.device("cpu")))
+        expected = loader_batches(built, samples, batches)
+        assert len(direct) == len(expected) == len(batches)
+        for (inputs, targets, indices), want in zip(direct, expected):
+            assert torch.equal(inputs["pixel_values"], want["pixel_values"])
+            assert torch.equal(targets, want["targets"]) and torch.equal(indices, want["indices"])
+    # Items that need work of their own go through the DataLoader.
+    assert batching.sample_set(built, ds, decoded=False).batch_source(torch.device("cpu")) is None
+    augmented = batching.sample_set(built, ds, augment=AugmentConfig(flip=True), decoded=True)
+    assert augmented.batch_source(torch.device("cpu")) is None
+    # Pixels are kept on an accelerator only when asked, and never after running out of memory there.
+    kept = batching.sample_set(built, ds, decoded=True)
+    meta = torch.device("meta")   # an accelerator stand-in: nothing is uploaded to a non-CUDA device
+    assert kept.batch_source(meta) is None and kept.batch_source(meta, keep_on_device=True) is None
+    kept.drop_device_copies()
+    assert kept.batch_source(torch.device("cpu")) is not None   # the host path is unaffected
+
+
 def test_length_grouped_batches():
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 300, size=1000).tolist()

@@ -11,6 +11,12 @@ converted to float and normalised on the device they train on. With
 augmentation off the pixels equal those of decoding each image on the fly
 (`decoded=False`), which goes through the same functions.
 
+Decoded images without augmentation skip the DataLoader: each batch is one
+gather from the uint8 array (`ImageSamples.batch_source`). On CUDA, sets that are
+visited again and again (training epochs, validation) are uploaded once and
+gathered on the GPU when they fit in DEVICE_PIXELS_SHARE of its free memory,
+so a step costs no host work and an epoch starts no worker processes.
+
 Texts are tokenized once up front (no padding) and padded per batch, so short
 batches stay short; training batches are grouped by length (as Hugging Face's
 `group_by_length`: sort within shuffled megabatches) and evaluation batches are
@@ -50,6 +56,9 @@ MEMORY_LIMIT_BYTES = 2 << 30
 # and samples of about the same length stay in random order (so classes whose texts differ
 # slightly in length are not sorted into batches of one class).
 MEGABATCH_MULT = 50
+# Decoded pixels kept on a CUDA device take at most this share of its free memory (the rest is the
+# model's); larger sets go through the DataLoader's workers and pinned copies instead.
+DEVICE_PIXELS_SHARE = 0.25
 LENGTH_BUCKET = 16
 
 
@@ -152,6 +161,8 @@ class ImageSamples(torch.utils.data.Dataset):
         self.cache_hit: bool | None = None   # after prepare(): True when the pixels came from disk
         self._pixels = None
         self._mapped = False                 # the pixels are a read-only memory map of cache_path
+        self._on_device: dict[str, torch.Tensor | None] = {}   # device -> uploaded pixels (None: did not fit)
+        self._device_copies_allowed = True
         self._lock = threading.Lock()
 
     def __len__(self):
@@ -165,6 +176,32 @@ class ImageSamples(torch.utils.data.Dataset):
         pixels = self.prepare()
         x = torch.from_numpy(np.array(pixels[i])) if pixels is not None else decode_image(self.paths[i], self.size)
         return self.augment(x) if self.augment is not None else x
+
+    def batch_source(self, device: torch.device, *, keep_on_device: bool = False):
+        """A function from sample indices to their uint8 pixels as one batch on `device`, gathered straight
+        from the decoded array; None when items need work of their own (augmentation, decoding per item)
+        or, on an accelerator, when the pixels are not kept there (`keep_on_device` asks for it, and
+        they must fit in DEVICE_PIXELS_SHARE of its free memory)."""
+        if self.augment is not None or self.prepare() is None:
+            return None
+        if device.type == "cpu":
+            return lambda indices: torch.from_numpy(self._pixels[np.asarray(indices)])
+        pixels = self._device_copy(device) if keep_on_device else None
+        if pixels is None:
+            return None
+        return lambda indices: pixels[torch.as_tensor(indices, device=device)]
+
+    def _device_copy(self, device: torch.device) -> torch.Tensor | None:
+        key = str(device)
+        if key not in self._on_device and self._device_copies_allowed:
+            self._on_device[key] = upload_pixels(self._pixels, device)
+        return self._on_device.get(key)
+
+    def drop_device_copies(self) -> None:
+        """Free the pixels kept on accelerators (after running out of memory there); from then on
+        this set loads through the DataLoader."""
+        self._on_device.clear()
+        self._device_copies_allowed = False
 
     def prepare(self):
         """Decode (or load) every image once; returns the uint8 array, or None when decoding per item."""
@@ -215,6 +252,7 @@ class ImageSamples(torch.utils.data.Dataset):
         # Workers started by spawn/forkserver reopen the memory map instead of copying the pixels.
         state = dict(self.__dict__)
         state.pop("_lock")
+        state["_on_device"] = {}
         if self._mapped:
             state["_pixels"] = None
         return state
@@ -222,6 +260,21 @@ class ImageSamples(torch.utils.data.Dataset):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def upload_pixels(pixels: np.ndarray, device: torch.device, chunk: int = 256) -> torch.Tensor | None:
+    """A copy of the uint8 array on a CUDA device, made in chunks (a memory map is never read whole
+    into host memory); None on other accelerators, or when it would take more than DEVICE_PIXELS_SHARE
+    of the device's free memory."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    if pixels.nbytes > DEVICE_PIXELS_SHARE * free:
+        return None
+    out = torch.empty(pixels.shape, dtype=torch.uint8, device=device)
+    for start in range(0, len(pixels), chunk):
+        out[start:start + chunk].copy_(torch.from_numpy(np.array(pixels[start:start + chunk])))  # a writable copy
+    return out
 
 
 class TextSamples(torch.utils.data.Dataset):
@@ -324,18 +377,29 @@ def make_loader(built: BuiltModel, samples, batches: list[list[int]], *, num_wor
 
 
 def device_batches(built: BuiltModel, samples, batches: list[list[int]], device: torch.device, *,
-                   num_workers: int = 0, seed: int = 0, channels_last: bool | None = None):
+                   num_workers: int = 0, seed: int = 0, channels_last: bool | None = None,
+                   keep_on_device: bool = False):
     """(inputs on `device`, targets, indices) for each index batch, in `batches` order.
 
     Images travel as uint8 and are normalised on the device: a quarter of the bytes to copy,
-    and no per-image float work on the CPU. On CUDA the loader pins memory and the copies overlap
-    with compute. Targets and indices stay on the CPU. Pixels come channels_last when the net's
-    weights are (`channels_last=None`), so the first convolution does not convert them.
+    and no per-image float work on the CPU. Decoded images without augmentation are gathered
+    a batch at a time (`ImageSamples.batch_source`; on CUDA from a copy kept on the GPU when
+    `keep_on_device`, for sets visited every epoch); otherwise a DataLoader reads items, and on
+    CUDA pins memory so the copies overlap with compute. Targets and indices stay on the CPU.
+    Pixels come channels_last when the net's weights are (`channels_last=None`), so the first
+    convolution does not convert them.
     """
     if channels_last is None:
         channels_last = built.modality == "image" and is_channels_last(built.net)
-    loader = make_loader(built, samples, batches, num_workers=num_workers, pin_memory=device.type == "cuda", seed=seed)
     normalize = getattr(samples, "normalize", None)
+    source = samples.batch_source(device, keep_on_device=keep_on_device) if hasattr(samples, "batch_source") else None
+    if source is not None:
+        for idx in batches:
+            inputs = {"pixel_values": source(idx)}
+            yield (to_device(inputs, device, channels_last=channels_last, normalize=normalize),
+                   torch.tensor([samples.targets[i] for i in idx]), torch.tensor(idx))
+        return
+    loader = make_loader(built, samples, batches, num_workers=num_workers, pin_memory=device.type == "cuda", seed=seed)
     for inputs, targets, indices in loader:
         yield (to_device(inputs, device, non_blocking=device.type == "cuda", channels_last=channels_last,
                          normalize=normalize), targets, indices)

@@ -88,11 +88,13 @@ def _softmax(logits: torch.Tensor) -> np.ndarray:
 
 
 def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64,
-                    device: str | torch.device = "cpu", amp: bool = False, samples=None) -> Predictions:
+                    device: str | torch.device = "cpu", amp: bool = False, samples=None,
+                    keep_on_device: bool = False) -> Predictions:
     """Class probabilities for every sample of `dataset`, in dataset order.
 
     `samples`: the dataset's sample set when the caller already has one (the trainer keeps its
-    decoded images); texts are batched longest first and put back in order by index.
+    decoded images; with `keep_on_device` they stay on the GPU for the next call, see
+    batching.device_batches); texts are batched longest first and put back in order by index.
     """
     dev = torch.device(device)
     k = len(built.classes)
@@ -106,7 +108,7 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
         net.to(memory_format=torch.channels_last)   # the layout training picks there (devices.py): same values
     with eval_mode(net), torch.inference_mode():
         infer = None
-        for batch, targets, indices in device_batches(built, samples, batches, dev):
+        for batch, targets, indices in device_batches(built, samples, batches, dev, keep_on_device=keep_on_device):
             if infer is None:   # fp32: a copy with BatchNorm folded into the convolutions (folding.py)
                 infer = folded_for_inference(net, lambda m, few=first_samples(batch): logits_of(m(**few)),
                                              mixed_precision=amp and dev.type == "cuda")

@@ -270,6 +270,9 @@ class Trainer:
         self.features = None
         exc.__traceback__ = None   # its frames hold the failed batch's activations
         gc.collect()
+        for samples in (self.train_samples, *self.eval_samples.values()):
+            if hasattr(samples, "drop_device_copies"):
+                samples.drop_device_copies()   # the memory goes to the model; pixels load from the host
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         new = old // 2
@@ -460,7 +463,7 @@ class Trainer:
         forward = self.forward
         for inputs, targets, _ in batching.device_batches(self.built, self.train_samples, batches, self.device,
                                                           num_workers=workers, seed=cfg.train.seed * 100_003 + epoch,
-                                                          channels_last=self.channels_last):
+                                                          channels_last=self.channels_last, keep_on_device=True):
             yield (lambda i=inputs: forward(**i)), targets.to(self.device, non_blocking=True)
 
     def _compile_failed(self, exc: BaseException) -> None:
@@ -525,7 +528,8 @@ class Trainer:
                                      **({"cut": self.cache_cut, "batch_size": self.eval_batch_size} if prefix else {}))
         else:
             preds = predict_dataset(self.built, dataset, batch_size=self.eval_batch_size,
-                                    device=self.device, amp=self.amp is not None, samples=self._eval_samples(split))
+                                    device=self.device, amp=self.amp is not None, samples=self._eval_samples(split),
+                                    keep_on_device=True)
         metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
         losses = preds.losses
         metrics["loss"] = float(np.nanmean(losses)) if len(losses) else float("nan")
