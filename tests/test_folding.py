@@ -1,6 +1,7 @@
 """BatchNorm folded into convolutions for the frozen-layer pass: same outputs, and only where it is safe."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -39,6 +40,7 @@ def test_tiny_cnn_folds_every_batchnorm_and_gives_the_same_features():
 
 @torch.inference_mode()
 def test_efficientnet_lite0_pretrained_folds_with_same_padding_convolutions():
+    pytest.importorskip("efficientnet_lite_pytorch", reason="EfficientNet-Lite0's code (requirements.txt) is not installed")
     net = build_model("efficientnet_lite0", ["a", "b"], image_size=64).net.eval()
     x = torch.randn(3, 3, 64, 64)
     folded = folded_for_inference(net, lambda m: m.features(pixel_values=x[:2]))

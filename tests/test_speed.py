@@ -224,6 +224,7 @@ def test_compiled_forward_does_not_swallow_out_of_memory():
 
 
 def test_app_caps_torch_threads_and_the_engine_does_not(monkeypatch):
+    pytest.importorskip("streamlit", reason="the app's own module needs streamlit (a GPU machine may lack it)")
     from app import resources
     monkeypatch.delenv("TRANSFER_APP_TORCH_THREADS", raising=False)
     monkeypatch.setattr(resources.os, "cpu_count", lambda: 8)
