@@ -34,7 +34,8 @@ ratio to the plain loop measured in the same session.
 
 `gpu-amp` (CUDA only) measures full fine-tuning throughput of torchvision's
 resnet50 and vit_b_16 (random initialisation, synthetic 224 px data) in mixed
-precision against fp32.
+precision against strict fp32 (TF32 off), and against fp32 under PyTorch's
+defaults (which run convolutions in TF32).
 """
 from __future__ import annotations
 
@@ -332,19 +333,27 @@ def target_lines(rows: list[dict]) -> list[str]:
 # gpu-amp (CUDA only)
 # =============================================================================
 
+GPU_PRECISIONS = {
+    "fp32": "fp32, strict (reference: TF32 off)",
+    "fp32-default": "fp32, PyTorch defaults (cuDNN convolutions in TF32)",
+    "amp": "mixed precision",
+}
+
+
 def run_gpu_amp(name: str, sc: dict, args, threads: int) -> list[dict]:
     rows = []
     for model in sc["models"]:
-        runs: dict[str, list[dict]] = {"fp32": [], "amp": []}
+        runs: dict[str, list[dict]] = {p: [] for p in GPU_PRECISIONS}
         for r in range(args.repeats):
-            for precision in (("fp32", "amp") if r % 2 == 0 else ("amp", "fp32")):
+            for precision in (list(GPU_PRECISIONS) if r % 2 == 0 else list(reversed(GPU_PRECISIONS))):
                 out = run_child({"scenario": name, "settings": sc, "method": "gpu", "model": model,
                                  "precision": precision, "threads": threads}, args.timeout)
                 runs[precision].append(out)
                 print(f"  {name} {model} {precision} repeat {r + 1}/{args.repeats}: " + short_result(out), flush=True)
-        summary = summarise(f"{name} {model}", sc, {"loop": runs["fp32"], "amp": runs["amp"]})
-        for row in summary:
-            row["method"] = "fp32 (reference)" if row["method"] == "loop" else f"mixed precision ({runs['amp'][0].get('note', '')})"
+        summary = summarise(f"{name} {model}", sc, {"loop" if p == "fp32" else p: outs for p, outs in runs.items()})
+        for row, precision in zip(summary, GPU_PRECISIONS):
+            note = runs["amp"][0].get("note", "") if precision == "amp" else ""
+            row["method"] = GPU_PRECISIONS[precision] + (f" ({note})" if note else "")
             row["note"] = ""
             row["num_train"], row["num_val"] = None, None
             row["target"] = None
@@ -666,6 +675,10 @@ def run_gpu(sc: dict, spec: dict, device) -> dict:
     import torchvision
     from transfer_core.devices import autocast
     amp = cuda_amp(device) if spec["precision"] == "amp" else None
+    # Strict fp32 turns TF32 off; PyTorch's defaults run fp32 convolutions (not matmuls) in TF32.
+    strict = spec["precision"] == "fp32"
+    torch.backends.cudnn.allow_tf32 = not strict
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     model = getattr(torchvision.models, spec["model"])(weights=None, num_classes=1000).to(device)
     if spec["model"].startswith("resnet"):
