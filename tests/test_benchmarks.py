@@ -99,17 +99,21 @@ def test_gpu_engine_benchmark_runs_the_engine_and_tabulates_it(tmp_path):
     import argparse
     sys.path.insert(0, str(REPO / "benchmarks"))
     import gpu_engine
+    import torch
+    from transfer_core import batching
     from transfer_core.store import RunStore
     args = argparse.Namespace(per_class=3, epochs=1, batch_size=8, repeats=1)
     store = RunStore(tmp_path / "runs")
-    out = gpu_engine.one_run("tiny_cnn", True, args, store)
+    share, tf32 = batching.DEVICE_PIXELS_SHARE, torch.backends.cudnn.allow_tf32
+    out = gpu_engine.one_run("tiny_cnn", "bf16-loader", args, store)
     store.close()
+    assert (batching.DEVICE_PIXELS_SHARE, torch.backends.cudnn.allow_tf32) == (share, tf32)   # put back
     assert not out.get("error"), out
-    assert out["num_train"] > 0 and out["last_epoch_s"] > 0
+    assert out["num_train"] > 0 and out["last_epoch_s"] > 0 and out["first_step_s"] > 0 and out["step_s"] > 0
     assert out["hardware"]["precision"] in ("fp32", "bf16", "fp16") and out["hardware"]["batch_size"] == 8
     out["hardware"].setdefault("peak_gpu_memory_mib", 0.0)   # recorded on CUDA only
-    table = gpu_engine.table([("tiny_cnn", {False: [out], True: [out]})], args)
-    assert "| tiny_cnn |" in table and "1.00x" in table
+    table = gpu_engine.table([("tiny_cnn", {"fp32-strict": [out], "bf16": [out]})], args)
+    assert "| tiny_cnn | bf16 |" in table and "1.00x" in table
 
 
 def test_cpu_layout_benchmark_prints_a_row_per_model():
