@@ -227,10 +227,23 @@ def test_a_pause_writes_the_epoch_end_held_in_memory(digits_folder, store, monke
 
 def test_extend_finished_run(digits_folder, store):
     first = fit(image_config(digits_folder, train__epochs=2), store=store)
+    run_dir = store.run_dir(first.run_id)
+    # The last checkpoint leaves the optimizer out: an extension starts a segment with a fresh one.
+    final = torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)
+    assert final["optimizer"] is None and final["scheduler"] is None and final["net"]
+    before = load_file(str(run_dir / WEIGHTS_FILE))
     extended = fit(None, store=store, run_id=first.run_id, resume=True, extra_epochs=2)
     assert extended.status == RunStatus.COMPLETED, extended.message
     assert extended.epochs_done == 4
     assert store.metrics(first.run_id, scope="epoch").shape[0] == 4
+    # The extra epochs train on a schedule of their own, as a fresh 2-epoch run does (not at the
+    # finished schedule's end, where the learning rate is 0), and change the weights.
+    steps = store.metrics(first.run_id, scope="step")
+    fresh = fit(image_config(digits_folder, train__epochs=2), store=store)
+    fresh_lrs = store.metrics(fresh.run_id, scope="step")["lr"].tolist()
+    assert steps["lr"].tolist()[len(fresh_lrs):] == pytest.approx(fresh_lrs)
+    after = load_file(str(run_dir / WEIGHTS_FILE))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_staged_trains_head_first_then_everything(digits_folder, store):

@@ -208,8 +208,11 @@ class Trainer:
         self.store.update_run(self.run_id, config=cfg.to_dict())
 
         seg_index = segment_for_epoch(self.segments, start_epoch)
-        self._enter_segment(seg_index, optimizer_state=state and state.get("optimizer"),
-                            scheduler_state=state and state.get("scheduler"), scaler_state=state and state.get("scaler"))
+        if state is not None and not self._starts_segment(start_epoch, step_in_epoch):
+            self._enter_segment(seg_index, optimizer_state=state.get("optimizer"), scheduler_state=state.get("scheduler"),
+                                scaler_state=state.get("scaler"))
+        else:   # a fresh start, or a new segment (an extension among them): as an uninterrupted run enters it
+            self._enter_segment(seg_index)
         if state is not None:
             _set_rng_state(state["rng"])
             accum = state["accum"]
@@ -288,10 +291,9 @@ class Trainer:
         self.history, self.best, self.bad_epochs = state["history"], state["best"], state["bad_epochs"]
         seg_index = segment_for_epoch(self.segments, epoch)
         seg_start = self.segments[seg_index].start_epoch
-        # At a segment's first step the checkpoint holds the previous segment's optimizer: start afresh.
-        fresh = epoch == seg_start and step_in_epoch == 0
+        fresh = self._starts_segment(epoch, step_in_epoch)
         self._enter_segment(seg_index, optimizer_state=None if fresh else state["optimizer"],
-                            scaler_state=state.get("scaler"),
+                            scaler_state=None if fresh else state.get("scaler"),
                             schedule_steps=(epoch - seg_start) * self.steps_per_epoch + step_in_epoch)
         _set_rng_state(state["rng"])
         accum = state["accum"]
@@ -305,6 +307,13 @@ class Trainer:
         return step_in_epoch, accum
 
     # ---- segments (freezing stages) -----------------------------------
+    def _starts_segment(self, epoch: int, step_in_epoch: int) -> bool:
+        """True at a segment's first step, and past the last segment (where an extension's segment will start).
+        There a run builds a fresh optimizer and schedule, so a checkpoint there needs no optimizer state
+        (and the one it might hold is the previous segment's)."""
+        return step_in_epoch == 0 and (epoch >= self.segments[-1].end_epoch
+                                       or any(seg.start_epoch == epoch for seg in self.segments))
+
     def _enter_segment(self, index: int, *, optimizer_state=None, scheduler_state=None, scaler_state=None,
                        schedule_steps: int | None = None) -> None:
         cfg = self.config
@@ -577,9 +586,13 @@ class Trainer:
         self.checkpointed_at, self.unwritten_epoch_end = time.monotonic(), False
 
     def _checkpoint_state(self, epoch: int, step_in_epoch: int, accum: dict) -> dict:
+        # At a segment's start (the run's end among them) a resume builds a fresh optimizer: leaving its
+        # state out makes the last checkpoint of an AdamW run a third of the size.
+        fresh = self._starts_segment(epoch, step_in_epoch)
         return {
-            "format": 1, "net": self._changeable_state(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "format": 1, "net": self._changeable_state(), "optimizer": None if fresh else self.optimizer.state_dict(),
+            "scheduler": None if fresh else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() and not fresh else {},
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step,
             "segments": [s.to_dict() for s in self.segments], "accum": dict(accum), "best": dict(self.best),
             "bad_epochs": self.bad_epochs, "history": list(self.history), "train_seconds": self.train_seconds,
