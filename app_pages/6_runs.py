@@ -51,7 +51,9 @@ with friendly("change the run"):
     if record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
         open_on_train_page(jobs.resume(record.id))
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
-        extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs")
+        extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs",
+                                    help="The extra epochs train the same layers as a new stage, with a fresh "
+                                         "optimizer and a learning-rate schedule of their own (warm-up and decay).")
         if extend.button("Extend", key="run_extend", icon=":material/add:"):
             open_on_train_page(jobs.resume(record.id, extra_epochs=int(extra)))
     if not record.is_active and delete.button("Delete...", key="run_delete", icon=":material/delete:"):
