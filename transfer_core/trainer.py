@@ -20,6 +20,7 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import batching, feature_cache
+from . import batching, batchnorm, feature_cache
 from .checkpoint import CheckpointWriter, load_checkpoint
 from .config import ConfigError, RunConfig
 from .control import RunControl
@@ -138,6 +139,8 @@ class Trainer:
         self.eval_samples: dict = {}
         self.channels_last = False
         self.forward = None
+        self.trained_norms: list = []   # BatchNorm layers that train in the current segment
+        self.norms_version = 0          # weights_version at which their running statistics were last recomputed
 
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
@@ -340,6 +343,8 @@ class Trainer:
                 for _ in range(schedule_steps):
                     self.scheduler.step()
         self.trainable_params = [p for p in self.built.net.parameters() if p.requires_grad]
+        self.trained_norms = batchnorm.trained_norms(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
+        batchnorm.raise_momentum(self.trained_norms)
         # Cache only groups that never trained, so their outputs are those of the start weights.
         self.cache_cut = segments_cut(self.built, self.segments[:index + 1], cfg)
         self.features = None
@@ -492,6 +497,10 @@ class Trainer:
         """Validate, checkpoint and report; True when early stopping ends the run."""
         cfg = self.config
         accum = self.accum
+        if self._norm_statistics_due(epoch):
+            tick = time.perf_counter()
+            self._recompute_norm_statistics()
+            accum["seconds"] += time.perf_counter() - tick   # part of making the model: training time
         self.train_seconds += accum["seconds"]
         val = self._evaluate("val")
         row = {"epoch": epoch, "train_loss": accum["loss_sum"] / max(accum["seen"], 1),
@@ -507,6 +516,41 @@ class Trainer:
                               val_macro_f1=row["val_macro_f1"], lr=float(self.optimizer.param_groups[0]["lr"]),
                               seconds=accum["seconds"], improved=improved))
         return early_stop
+
+    # ---- BatchNorm statistics (batchnorm.py) ---------------------------------
+    def _norm_statistics_due(self, epoch: int) -> bool:
+        """Exact statistics where a validation decides something: the end of a segment (its weights
+        are what the next one starts from, or what the run keeps) and, with early stopping, every
+        epoch (any of them may become the kept model)."""
+        if not self.trained_norms:
+            return False
+        seg = self.segments[self.seg_index]
+        return (epoch + 1 >= seg.end_epoch or epoch + 1 >= self.config.train.epochs
+                or self.config.train.early_stopping_patience > 0)
+
+    def _recompute_norm_statistics(self) -> None:
+        if batchnorm.recompute_statistics(self.built.net, self.trained_norms, self._norm_statistics_forwards()):
+            self.weights_version += 1   # the eval-mode model changed
+        self.norms_version = self.weights_version
+
+    def _norm_statistics_forwards(self):
+        """One forward per batch of training samples, as evaluation sees them (no augmentation),
+        from the frozen layers' cached outputs where there are some."""
+        cfg, net, device = self.config, self.built.net, self.device
+        self._ensure_features()
+        batches = batchnorm.recompute_batches(len(self.train_samples), cfg.train.batch_size, seed=cfg.train.seed)
+        feats = self.features["train"] if self.features is not None else None
+        if isinstance(feats, feature_cache.PrefixCache):
+            for idx in batches:
+                yield partial(_autocast_call, device, self.amp, net.forward_from, self.cache_cut, feats.batch(idx, device))
+        elif feats is not None:
+            for idx in batches:
+                yield partial(_autocast_call, device, self.amp, net.head_logits, feats[torch.tensor(idx, device=device)])
+        else:
+            samples = self._eval_samples("train") if cfg.augment.enabled else self.train_samples
+            for inputs, _, _ in batching.device_batches(self.built, samples, batches, device,
+                                                        channels_last=self.channels_last, keep_on_device=True):
+                yield partial(_autocast_call, device, self.amp, net, **inputs)
 
     def _track_best(self, epoch: int, row: dict) -> bool:
         metric = self.config.train.early_stopping_metric
@@ -635,6 +679,9 @@ class Trainer:
         if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
             self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
             self.weights_version += 1
+            self.norms_version = self.weights_version   # saved right after its epoch's exact statistics
+        if self.trained_norms and self.norms_version != self.weights_version:
+            self._recompute_norm_statistics()   # stopped inside a segment: the model kept must evaluate right
         self._save_weights(WEIGHTS_FILE)
         metrics = self._final_metrics()
         epochs_done = len(self.history)
@@ -745,6 +792,11 @@ _UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXI
 def _is_environment_failure(exc: BaseException) -> bool:
     """Failures of the machine, not of the code: out of memory, a full disk, an unwritable folder."""
     return is_out_of_memory(exc) or (isinstance(exc, OSError) and exc.errno in _DISK_FULL | _UNWRITABLE)
+
+
+def _autocast_call(device: torch.device, amp, fn: Callable, *args, **kwargs):
+    with autocast(device, amp):
+        return fn(*args, **kwargs)
 
 
 def seed_everything(seed: int) -> None:
