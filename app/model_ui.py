@@ -8,6 +8,7 @@ import streamlit as st
 
 from transfer_core.devices import pick_device
 from transfer_core.models import build_model, get_spec
+from transfer_core.models.huggingface import default_pooling
 
 from .resources import runs_dir
 
@@ -55,9 +56,24 @@ def model_label(name: str) -> str:
     return f"{name} · {tag} · {size}"
 
 
+POOLING_WORDS = {"mean": "the average of all its tokens", "cls": "its first token",
+                 "pooler": "its pooler (a trained layer on the first token)"}
+
+
+def pooling_caption(spec, pooling: str) -> str:
+    """What the text model's head reads, in words; for auto, what auto means for this model."""
+    if pooling != "auto":
+        return f"The head reads {POOLING_WORDS[pooling]}."
+    chosen = default_pooling(spec)
+    why = ("as this sentence encoder was trained" if chosen == "mean" else
+           "as this model was trained" if spec.source != "run" else "as the run it starts from did")
+    return f"Pooling auto: the head reads {POOLING_WORDS[chosen]}, {why}."
+
+
 @st.cache_resource(show_spinner="Loading the model's layer map...", max_entries=2)
 def built_model(name: str, classes: tuple, image_size: int, max_length: int):
-    """The network (offline weights loaded, online ones left random so nothing downloads here)."""
+    """The network (offline weights loaded, online ones left random so nothing downloads here). Its groups
+    and sizes do not depend on model.pooling, which is left on auto here."""
     spec = get_spec(name, runs_dir=runs_dir())
     pretrained = spec.offline or spec.source in ("local", "run")
     return build_model(name, list(classes), pretrained=pretrained, image_size=image_size, max_length=max_length,

@@ -52,8 +52,10 @@ with friendly("describe the model"):
         st.error(f"{spec.name} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
                  f"holds {modality}s; pick a {modality} model.")
     (st.success if spec.offline else st.info)(spec.description)
-    skip = ("model.name", "model.max_length" if spec.modality == "image" else "model.image_size")
+    skip = ("model.name", "model.max_length", "model.pooling") if spec.modality == "image" else ("model.name", "model.image_size")
     render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
+    if spec.modality == "text":
+        st.caption(model_ui.pooling_caption(spec, cfg.model.pooling))
 
 if spec is None:
     st.stop()

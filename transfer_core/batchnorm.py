@@ -57,7 +57,7 @@ def raise_momentum(norms: Iterable[nn.Module], floor: float = TRAINING_MOMENTUM)
 def recompute_statistics(net: nn.Module, norms: list[nn.Module], forwards: Iterable[Callable[[], object]]) -> int:
     """Reset the running estimates of `norms` and set them to the average of the batch statistics
     over `forwards` (each runs the net on one batch); the rest of the net runs in eval mode, without
-    autograd. Returns how many batches were averaged; with none, the old estimates are kept."""
+    autograd (inference mode). Returns how many batches were averaged; with none, the old estimates are kept."""
     norms = list(norms)
     if not norms:
         return 0
@@ -71,7 +71,7 @@ def recompute_statistics(net: nn.Module, norms: list[nn.Module], forwards: Itera
             bn.reset_running_stats()
             bn.momentum = None          # cumulative average over the batches below
             bn.train()
-        with torch.no_grad():
+        with torch.inference_mode():     # the running estimates are updated in place; nothing else is kept
             for forward in forwards:
                 forward()
                 batches += 1

@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("constant", "step", "cosine", "onecycle", "linear_warmup")
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+POOLINGS = ("auto", "mean", "cls", "pooler")
 
 
 def _field(default, help: str, *, min=None, max=None, choices=None, advanced=False, factory=None):
@@ -49,6 +50,10 @@ class ModelConfig:
     image_size: int = _field(224, "Images are resized to this many pixels square.", min=16, max=1024)
     max_length: int = _field(256, "Texts are cut to this many tokens.", min=8, max=4096)
     head_dropout: float = _field(0.0, "Dropout before the new classification head.", min=0.0, max=0.9, advanced=True)
+    pooling: str = _field("auto", "Texts: how the token states become one vector for the head. auto: as the model was trained "
+                                  "(mean for sentence-transformers models such as all-MiniLM-L6-v2, the pooler for BERT-style "
+                                  "classifiers); mean: the average of the tokens; cls: the first token; pooler: the model's "
+                                  "pooler on the first token. Ignored for images.", choices=POOLINGS)
 
 
 @dataclass
@@ -152,6 +157,15 @@ class RunConfig:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"the config file is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or start from the saved config.json of a run")
+
+    @classmethod
+    def of_saved_run(cls, data: dict) -> "RunConfig":
+        """The config of a run saved earlier. Runs saved before model.pooling existed trained text models
+        on the first token, so their weights only fit that pooling."""
+        cfg = cls.from_dict(data)
+        if isinstance(data.get("model"), dict) and "pooling" not in data["model"]:
+            cfg.model.pooling = "cls"
+        return cfg
 
     def copy(self) -> "RunConfig":
         return RunConfig.from_dict(self.to_dict())

@@ -460,6 +460,14 @@ def _readme_raw(built: BuiltModel, formats: list[str]) -> str:
         task = "text-classification" if isinstance(built.preprocess, TextPreprocess) else "image-classification"
         arg = '"This is the text to classify.", truncation=True' if task == "text-classification" else '"photo.jpg"'
         note = "" if task == "text-classification" else _pipeline_image_note(built)
+        if getattr(built.preprocess, "pooling", None) == "mean":
+            return f"""## With Hugging Face transformers
+
+This model classifies the **average of its token states** (mean pooling, as the sentence encoder
+it starts from was trained), while a Hugging Face classifier's own head reads the first token: a
+plain `pipeline("{task}", ...)` on `{HF_DIR}/` loads it but gives other answers. `predict.py`
+does the pooling (see `_first_token_is_mean`); use it, or copy that function.
+"""
         return f"""## With Hugging Face transformers
 
 ```python

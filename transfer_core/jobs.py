@@ -74,7 +74,7 @@ class JobManager:
         record = self.store.get_run(run_id)
         if record.status == RunStatus.COMPLETED and extra_epochs <= 0:
             raise RunError(f"run {run_id} already finished; extend it by giving a number of extra epochs")
-        config = RunConfig.from_dict(record.config)
+        config = RunConfig.of_saved_run(record.config)
         self.store.set_status(run_id, RunStatus.QUEUED)
         self._enqueue(Job(run_id, None, resume=True, extra_epochs=extra_epochs), config.train.device)
         return run_id

@@ -18,7 +18,7 @@ from .trainer import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
 
 
 def run_config(store: RunStore, run_id: str) -> RunConfig:
-    return RunConfig.from_dict(store.get_run(run_id).config)
+    return RunConfig.of_saved_run(store.get_run(run_id).config)
 
 
 def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
@@ -27,10 +27,11 @@ def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
     weights = run_dir / WEIGHTS_FILE
     if not weights.exists():
         raise RunError(f"run {run_id} has no trained weights yet; wait for it to finish or resume it")
-    cfg = RunConfig.from_json((run_dir / CONFIG_FILE).read_text())
+    cfg = RunConfig.of_saved_run(json.loads((run_dir / CONFIG_FILE).read_text()))
     classes = json.loads((run_dir / LABELS_FILE).read_text())
     built = build_model(cfg.model.name, classes, pretrained=False, head_dropout=cfg.model.head_dropout,
-                        image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root)
+                        image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root,
+                        pooling=cfg.model.pooling)
     built.net.load_state_dict(load_file(str(weights)))
     built.net.eval()
     return built

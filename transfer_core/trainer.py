@@ -107,7 +107,7 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     if resume:
         if run_id is None:
             raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
-        config = RunConfig.from_dict(store.get_run(run_id).config)
+        config = RunConfig.of_saved_run(store.get_run(run_id).config)
     config.check()
     if run_id is None:
         run_id = store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
@@ -158,7 +158,7 @@ class Trainer:
         seed_everything(cfg.train.seed)  # the new head's initial weights depend on it
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
                                  head_dropout=cfg.model.head_dropout, image_size=cfg.model.image_size,
-                                 max_length=cfg.model.max_length, runs_dir=self.store.root)
+                                 max_length=cfg.model.max_length, runs_dir=self.store.root, pooling=cfg.model.pooling)
         if self.built.modality != self.data.modality:
             raise TransferError(f"model {cfg.model.name} is for {self.built.modality}s but the data holds "
                                 f"{self.data.modality}s; pick a {self.data.modality} model (see `python -m transfer_core models`)")

@@ -172,3 +172,22 @@ def test_train_page_offers_turning_augmentation_off_when_it_blocks_the_feature_c
     assert not _cfg(at).augment.enabled
     assert not any("cache is off" in i.value for i in at.info)
     assert at.checkbox(key="cfg.augment.flip").value is False
+
+
+def test_model_page_shows_how_a_text_model_pools(app_env, topics_csv):
+    # all-MiniLM-L6-v2 was trained through mean pooling: auto says so, and a choice is kept in the draft.
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(topics_csv), model__name="minilm_l6")})
+    no_exceptions(at)
+    pooling = at.selectbox(key="cfg.model.pooling")
+    assert pooling.value == "auto"
+    assert any("the average of all its tokens, as this sentence encoder was trained" in c.value for c in at.caption)
+    pooling.set_value("cls").run()
+    no_exceptions(at)
+    assert _cfg(at).model.pooling == "cls"
+    assert any("The head reads its first token." in c.value for c in at.caption)
+
+
+def test_model_page_hides_pooling_for_images(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn")})
+    no_exceptions(at)
+    assert not [s for s in at.selectbox if s.key == "cfg.model.pooling"]

@@ -70,10 +70,45 @@ def test_split_follows_replace_head():
 
 # ---- Hugging Face text models ----------------------------------------------
 
-def test_minilm_split(minilm):
+def test_minilm_split_reads_the_mean_of_its_tokens(minilm):
+    # all-MiniLM-L6-v2 was trained through mean pooling (its 1_Pooling/config.json): auto means mean.
+    assert minilm.net.pooling == "mean" and minilm.preprocess.pooling == "mean"
     batch = text_batch(minilm)
-    feats = assert_feature_split(minilm, batch, _hf_logits(minilm, batch))
-    assert feats.shape == (2, 1, 384)       # the first token only, not the whole sequence
+    model = minilm.hf_model.eval()
+    with torch.no_grad():
+        hidden = model.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mean = (hidden * mask).sum(1) / mask.sum(1)
+        reference = model.classifier(model.dropout(model.bert.pooler(mean.unsqueeze(1))))
+    feats = assert_feature_split(minilm, batch, reference)
+    assert feats.shape == (2, 1, 384)       # one pooled vector per text, not the whole sequence
+
+
+def test_minilm_mean_features_are_sentence_transformers_embeddings():
+    # The independent reference: sentence-transformers' own encoder for the same folder.
+    from sentence_transformers import SentenceTransformer
+    from transfer_core.models.offline import minilm_dir
+    texts = ["The striker scored twice in the second half as the home side won the league title on Saturday.",
+             "Shares fell after the bank cut its outlook.", "ok"]
+    # Its pipeline ends in a Normalize module: embeddings have unit length.
+    reference = torch.tensor(SentenceTransformer(str(minilm_dir()), device="cpu").encode(texts))
+    built = build_model("minilm_l6", ["a", "b"], max_length=128)
+    built.net.eval()
+    with torch.no_grad():
+        feats = built.net.features(**text_batch(built, texts))[:, 0]
+    torch.testing.assert_close(torch.nn.functional.normalize(feats, dim=-1), reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "pooler"])
+def test_minilm_first_token_poolings_are_the_transformers_classifier(pooling):
+    # cls and pooler read the first token through BERT's pooler, exactly as BertForSequenceClassification;
+    # cls starts that pooler at the identity, pooler keeps the checkpoint's.
+    torch.manual_seed(0)
+    built = build_model("minilm_l6", ["neg", "pos"], max_length=32, pooling=pooling)
+    batch = text_batch(built)
+    assert_feature_split(built, batch, _hf_logits(built, batch))
+    dense = built.hf_model.bert.pooler.dense.weight
+    assert torch.equal(dense, torch.eye(384)) == (pooling == "cls")
 
 
 def test_tiny_bert_split_and_replace_head():

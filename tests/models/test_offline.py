@@ -1,6 +1,8 @@
 """The offline models load their real pretrained weights, quietly, with no network."""
 from __future__ import annotations
 
+import json
+
 import torch
 from safetensors.torch import load_file
 
@@ -54,18 +56,20 @@ def test_minilm_pooler_trains_with_the_head(minilm):
     assert any("pooler" in n for n in head.param_names) and any("classifier" in n for n in head.param_names)
 
 
-def test_minilm_pooler_starts_as_identity(minilm):
-    """A sentence-transformers checkpoint (modules.json): the head starts from tanh(first token)."""
-    from transfer_core.models.huggingface import is_sentence_transformer
-    assert is_sentence_transformer(str(minilm_dir()))
+def test_minilm_pooler_starts_as_identity_on_the_mean_of_its_tokens(minilm):
+    """A sentence-transformers checkpoint trained through mean pooling: the head starts from tanh(mean of tokens)."""
+    from transfer_core.models.huggingface import sentence_pooling
+    assert sentence_pooling(str(minilm_dir())) == "mean"
     dense = minilm.hf_model.bert.pooler.dense
     assert torch.equal(dense.weight, torch.eye(384)) and torch.equal(dense.bias, torch.zeros(384))
     assert "model.bert.pooler.dense.weight" in minilm.groups[-1].param_names
     batch = text_batch(minilm)
     minilm.net.eval()
     with torch.no_grad():
-        first = minilm.hf_model.bert(**batch).last_hidden_state[:, 0]
-        assert torch.allclose(minilm.hf_model.bert.pooler(minilm.net.features(**batch)), torch.tanh(first), atol=1e-6)
+        hidden = minilm.hf_model.bert(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        mean = (hidden * mask).sum(1) / mask.sum(1)
+        assert torch.allclose(minilm.hf_model.bert.pooler(minilm.net.features(**batch)), torch.tanh(mean), atol=1e-6)
     random = build_model("minilm_l6", ["a", "b"], pretrained=False)
     assert not torch.equal(random.hf_model.bert.pooler.dense.weight, torch.eye(384))
 
@@ -78,9 +82,19 @@ def test_plain_bert_folder_keeps_its_pooler(tmp_path):
     tiny.preprocess.tokenizer.save_pretrained(tmp_path)
     loaded = build_model(str(tmp_path), ["a", "b"])
     assert torch.equal(loaded.hf_model.bert.pooler.dense.weight, tiny.hf_model.bert.pooler.dense.weight)
-    (tmp_path / "modules.json").write_text("[]")
-    as_st = build_model(str(tmp_path), ["a", "b"])
-    assert torch.equal(as_st.hf_model.bert.pooler.dense.weight, torch.eye(32))
+    assert loaded.net.pooling == "pooler"
+    # A sentence-transformers folder: modules.json names a Pooling module whose config says how it pooled.
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "1_Pooling").mkdir()
+    for mode, pooling in (("pooling_mode_cls_token", "cls"), ("pooling_mode_mean_tokens", "mean")):
+        (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, mode: True}))
+        as_st = build_model(str(tmp_path), ["a", "b"])
+        assert as_st.net.pooling == pooling
+        assert torch.equal(as_st.hf_model.bert.pooler.dense.weight, torch.eye(32))
+    chosen = build_model(str(tmp_path), ["a", "b"], pooling="pooler")     # the user's choice wins
+    assert torch.equal(chosen.hf_model.bert.pooler.dense.weight, tiny.hf_model.bert.pooler.dense.weight)
 
 
 def test_minilm_labels_and_tokenizer(minilm):

@@ -18,6 +18,7 @@ Python:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import warnings
@@ -158,12 +159,13 @@ class Model:
             net = transformers.AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
             accepted = set(inspect.signature(net.forward).parameters)
             max_length = self.preprocessing["max_length"]
+            mean_pooling = self.preprocessing.get("pooling") == "mean"
 
             def run(items):
                 batch = tokenizer(list(items), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
                 # The tokenizer may give inputs this model does not take (e.g. token_type_ids).
                 batch = {k: v.to(self.device) for k, v in batch.items() if k in accepted}
-                with torch.inference_mode():
+                with torch.inference_mode(), _first_token_is_mean(net, batch.get("attention_mask"), mean_pooling):
                     return net(**batch).logits.float().cpu().numpy()
             return run
         net = transformers.AutoModelForImageClassification.from_pretrained(folder).to(self.device).eval()
@@ -193,6 +195,37 @@ class Model:
             ranked = sorted(zip(self.classes, (float(p) for p in row)), key=lambda lp: -lp[1])
             results.append(dict(ranked) if top_k is None else ranked[:top_k])
         return results
+
+
+@contextlib.contextmanager
+def _first_token_is_mean(net, attention_mask, on: bool):
+    """With "pooling": "mean" the model was trained on the average of its token states (as
+    sentence-transformers models are), but a Hugging Face classifier's head reads the first token:
+    while the model runs, the encoder's output has its first token replaced by that average."""
+    if not on:
+        yield
+        return
+    import torch
+
+    base = getattr(net, net.base_model_prefix)
+    encoder = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+
+    def replace_first_token(module, args, output):
+        hidden = output[0]
+        mask = (torch.ones(hidden.shape[:2], device=hidden.device) if attention_mask is None
+                else attention_mask).unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1e-9)
+        pooled = torch.cat([mean, hidden[:, 1:]], dim=1)
+        if isinstance(output, tuple):
+            return (pooled,) + tuple(output[1:])
+        output[next(iter(output.keys()))] = pooled      # a transformers ModelOutput: its first field
+        return output
+
+    handle = encoder.register_forward_hook(replace_first_token)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _as_list(inputs) -> list:

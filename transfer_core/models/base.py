@@ -24,9 +24,13 @@ class ImagePreprocess:
 class TextPreprocess:
     tokenizer: Any          # a transformers tokenizer (fast where available)
     max_length: int
+    # How the token states become the one vector the head reads (see huggingface.POOLINGS). Part of
+    # what a sample's features are: the feature cache's key and the export bundle carry it.
+    pooling: str = "cls"
 
     def to_dict(self) -> dict:
-        return {"kind": "text", "max_length": self.max_length, "tokenizer": type(self.tokenizer).__name__}
+        return {"kind": "text", "max_length": self.max_length, "tokenizer": type(self.tokenizer).__name__,
+                "pooling": self.pooling}
 
 
 @dataclass

@@ -7,6 +7,7 @@ retrying for half a minute, and fail with a message naming the offline models.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import logging
 import os
@@ -137,6 +138,15 @@ def modality_of(config, folder: Path | None = None) -> str:
 
 def _first_token(hidden: torch.Tensor) -> torch.Tensor:
     return hidden[:, :1]
+
+
+def mean_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """The average of the non-padding token states, as (N, 1, H): where the family's head reads the
+    first token, it reads this (sentence-transformers' mean pooling)."""
+    if attention_mask is None:
+        return hidden.mean(1, keepdim=True)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True).clamp(min=1e-9)
 
 
 def _cls_token(hidden: torch.Tensor) -> torch.Tensor:
@@ -305,9 +315,10 @@ class HFClassifier(nn.Module):
     forward is the model's own.
     """
 
-    def __init__(self, model: nn.Module, interpolate_pos_encoding: bool = False):
+    def __init__(self, model: nn.Module, interpolate_pos_encoding: bool = False, pooling: str = "cls"):
         super().__init__()
         self.model = model
+        self.pooling = pooling      # "mean" replaces the first token the head reads; see POOLINGS
         accepted = set(inspect.signature(model.forward).parameters)
         self.accepted = sorted(accepted & {"input_ids", "attention_mask", "token_type_ids", "pixel_values"})
         self.interpolate_pos_encoding = interpolate_pos_encoding
@@ -377,7 +388,10 @@ class HFClassifier(nn.Module):
         mask = self._mask(base, hidden, state["attention_mask"])
         for layer in layers[self.prefix_cuts[cut]:]:
             hidden = layer(hidden, mask)
-        return self.head_logits(SPLITS[self.split][0](hidden))
+        return self.head_logits(self._pool(hidden, state["attention_mask"]))
+
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return mean_tokens(hidden, attention_mask) if self.pooling == "mean" else SPLITS[self.split][0](hidden)
 
     def _kwargs(self, names: list[str], given: dict, interpolate: bool) -> dict:
         kwargs = {k: given[k] for k in names if given[k] is not None}
@@ -405,7 +419,7 @@ class HFClassifier(nn.Module):
         # A BERT base model also runs its pooler (one matrix product on the first token); that output is
         # unused here, so features do not depend on the pooler, which head_logits applies.
         out = base(**self._kwargs(self.base_accepted, given, self.base_interpolates))
-        return SPLITS[self.split][0](out[0])
+        return self._pool(out[0], attention_mask)
 
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
         if self.split is None:
@@ -545,7 +559,7 @@ def wrap(spec: ModelSpec, model: nn.Module, classes: list[str], preprocess, imag
     interpolate = False
     if spec.modality == "image" and image_size is not None and image_size != native_image_size(model.config):
         interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
-    net = HFClassifier(model, interpolate_pos_encoding=interpolate)
+    net = HFClassifier(model, interpolate_pos_encoding=interpolate, pooling=getattr(preprocess, "pooling", "cls"))
     built = BuiltModel(spec=spec, net=net, groups=hf_groups(net), classes=list(classes), preprocess=preprocess,
                        export_format="hf", hf_model=model)
     net.set_prefix_cuts(built.groups)
@@ -603,8 +617,6 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
                                                           local_files_only=where.get("local_files_only", False))
     except (OSError, ValueError, KeyError) as exc:
         raise _explain(spec.name, exc) from exc
-    if pretrained and is_sentence_transformer(source, where):
-        identity_pooler(model)
     if pretrained and saved_labels != list(classes):
         # A checkpoint head for other labels (same count) would load silently; start it afresh.
         reset_head(model, classes, head_dropout)
@@ -617,29 +629,13 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
     return wrap(spec, model, classes, pre, image_size if spec.modality == "image" else None)
 
 
-def is_sentence_transformer(source: str, where: dict | None = None) -> bool:
-    """True for a sentence-transformers checkpoint (a modules.json beside the weights)."""
-    if is_local(source):
-        return (Path(source).expanduser() / "modules.json").is_file()
-    try:
-        from transformers.utils.hub import cached_file
-        with quiet_transformers():
-            found = cached_file(source, "modules.json", local_files_only=(where or {}).get("local_files_only", False),
-                                _raise_exceptions_for_missing_entries=False,
-                                _raise_exceptions_for_connection_errors=False)
-        return found is not None
-    except Exception:       # unknown or unreachable: treat it as a plain checkpoint
-        return False
-
-
 def identity_pooler(model: nn.Module) -> bool:
     """Set a BERT-style pooler's dense layer to the identity (weight I, bias 0); True when done.
 
-    A sentence-transformers checkpoint (e.g. all-MiniLM-L6-v2) is trained through
-    mean pooling; its BERT pooler is a leftover of next-sentence pretraining and
-    makes a worse linear probe than the raw first token (0.86 vs 0.92 on BBC
-    News). Starting it at the identity, the head (pooler included, it trains)
-    begins from tanh(first token).
+    With model.pooling cls or mean the head reads a token state (or their mean) directly: a
+    pooler left from next-sentence pretraining makes a worse linear probe than the raw vector
+    (0.86 vs 0.92 on BBC News with MiniLM's first token). Starting it at the identity, the head
+    (pooler included, it trains) begins from tanh(vector).
     """
     base = _base_prefix(model)
     pooler = getattr(getattr(model, base), "pooler", None) if base else None
@@ -659,3 +655,77 @@ def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float =
     size = built.preprocess.image_size if isinstance(built.preprocess, ImagePreprocess) else None
     return wrap(built.spec, model, classes, built.preprocess, size)
 
+
+
+# ---- pooling ------------------------------------------------------------------
+# How a text model's token states become the vector its head reads. "pooler" is the family's own
+# classification path (BERT's pooler, a dense layer and tanh on the first token, as
+# BertForSequenceClassification does); "cls" is the first token itself and "mean" the average of
+# the tokens, with a BERT pooler started at the identity (it trains with the head, see hf_groups).
+POOLINGS = ("mean", "cls", "pooler")
+
+
+def sentence_pooling(source: str, where: dict | None = None) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with ("mean" or "cls"), read from the
+    Pooling module's config that its modules.json names; None for other checkpoints."""
+    modules = _checkpoint_json(source, "modules.json", where)
+    if not isinstance(modules, list):
+        return None
+    for module in modules:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith("Pooling"):
+            config = _checkpoint_json(source, f"{str(module.get('path', '')).strip('/')}/config.json", where)
+            if isinstance(config, dict):
+                if config.get("pooling_mode_mean_tokens"):
+                    return "mean"
+                if config.get("pooling_mode_cls_token"):
+                    return "cls"
+            return "mean"   # sentence-transformers' own default
+    return None
+
+
+def _checkpoint_json(source: str, name: str, where: dict | None):
+    import json
+    try:
+        if is_local(source):
+            path = Path(source).expanduser() / name
+        else:
+            from transformers.utils.hub import cached_file
+            with quiet_transformers():
+                found = cached_file(source, name, local_files_only=(where or {}).get("local_files_only", not hub_reachable()),
+                                    _raise_exceptions_for_missing_entries=False,
+                                    _raise_exceptions_for_connection_errors=False)
+            if found is None:
+                return None
+            path = Path(found)
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except Exception:       # unreadable or unreachable: treat it as a plain checkpoint
+        return None
+
+
+def default_pooling(spec: ModelSpec) -> str:
+    """What `model.pooling = auto` means for a text model: the pooling it was trained with."""
+    if spec.source == "run":
+        return spec.extra.get("pooling", "cls")
+    locate = spec.extra.get("locate")       # an installed model: its folder is found when needed
+    path = spec.extra.get("path") or (str(locate()) if locate else None)
+    return (sentence_pooling(path) if path else None) or "pooler"
+
+
+def set_pooling(built: BuiltModel, pooling: str, *, fresh: bool) -> BuiltModel:
+    """Apply `model.pooling` (auto resolved per model) to a built text model; `fresh`: its weights come
+    straight from the checkpoint (not from a run), so a BERT pooler that "cls"/"mean" skip starts at the identity."""
+    if built.modality != "text" or not isinstance(built.net, HFClassifier):
+        if pooling not in ("auto", "", None):
+            raise ModelError(f"model.pooling applies to text models only; set it to auto for {built.spec.name}")
+        return built
+    chosen = default_pooling(built.spec) if pooling in ("auto", "", None) else pooling
+    if chosen not in POOLINGS:
+        raise ModelError(f"model.pooling '{pooling}' is unknown; choose auto, {', '.join(POOLINGS)}")
+    if chosen == "mean" and built.net.split not in SPLITS:
+        raise ModelError(f"model.pooling mean is not available for {built.spec.name} (the app cannot read its head's "
+                         "input per token); set model.pooling to auto")
+    if fresh and chosen in ("cls", "mean"):
+        identity_pooler(built.hf_model)
+    built.net.pooling = chosen
+    built.preprocess = dataclasses.replace(built.preprocess, pooling=chosen)
+    return built

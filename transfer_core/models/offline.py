@@ -123,7 +123,7 @@ def specs() -> list[ModelSpec]:
         name="minilm_l6", modality="text", source="offline", offline=True, num_params=22_700_000,
         description="all-MiniLM-L6-v2 sentence encoder (BERT family, 6 layers, 22.7 M parameters); "
                     "installed with the app, works offline. Default for texts.",
-        builder=build_minilm, extra={"replace_head": replace_head_hf, "aliases": ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]})
+        builder=build_minilm, extra={"replace_head": replace_head_hf, "locate": minilm_dir, "aliases": ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]})
     return [lite0, minilm]
 
 

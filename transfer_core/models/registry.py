@@ -67,8 +67,9 @@ def get_spec(name: str, *, runs_dir: str | Path | None = None,
 
 def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0,
                 image_size: int | None = None, max_length: int | None = None,
-                runs_dir: str | Path | None = None) -> BuiltModel:
-    """A network ready to fine-tune for `classes` (see BuiltModel for the batch contract)."""
+                runs_dir: str | Path | None = None, pooling: str = "auto") -> BuiltModel:
+    """A network ready to fine-tune for `classes` (see BuiltModel for the batch contract); `pooling`
+    is model.pooling (texts: how token states become the head's input; auto: as the model was trained)."""
     classes = [str(c) for c in classes]
     if not classes:
         raise ModelError("no classes given; the data must have at least one labelled class")
@@ -77,8 +78,10 @@ def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_
     if not 0.0 <= head_dropout < 1.0:
         raise ModelError(f"model.head_dropout {head_dropout} is out of range; set it between 0 and 0.9")
     spec = get_spec(name, runs_dir=runs_dir)
-    return spec.build(classes, pretrained=pretrained, head_dropout=head_dropout,
-                      image_size=image_size, max_length=max_length)
+    built = spec.build(classes, pretrained=pretrained, head_dropout=head_dropout,
+                       image_size=image_size, max_length=max_length)
+    from . import huggingface
+    return huggingface.set_pooling(built, pooling, fresh=pretrained and spec.source != "run")
 
 
 def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.0) -> BuiltModel:

@@ -71,7 +71,17 @@ def run_spec(name: str, runs_dir: str | Path | None = None, _depth: int = 0) -> 
         default_max_length=int(model.get("max_length") or base.default_max_length),
         num_params=base.num_params, builder=build_run,
         extra={**base.extra, "base": base_name, "run_dir": str(folder), "labels": labels,
-               "runs_dir": None if runs_dir is None else str(runs_dir)})
+               "runs_dir": None if runs_dir is None else str(runs_dir),
+               "pooling": _run_pooling(model, base)})
+
+
+def _run_pooling(model: dict, base: ModelSpec) -> str:
+    """The pooling the run trained with ("auto" in its config: what auto meant for its base model)."""
+    from .huggingface import default_pooling
+    if base.modality != "text":
+        return "auto"
+    chosen = model.get("pooling", "cls")    # saved before model.pooling existed: the first token
+    return default_pooling(base) if chosen == "auto" else chosen
 
 
 def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
@@ -81,7 +91,8 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
     from .registry import build_model
     folder, labels = Path(spec.extra["run_dir"]), spec.extra["labels"]
     built = build_model(spec.extra["base"], labels, pretrained=False, head_dropout=head_dropout,
-                        image_size=image_size, max_length=max_length, runs_dir=spec.extra["runs_dir"])
+                        image_size=image_size, max_length=max_length, runs_dir=spec.extra["runs_dir"],
+                        pooling=spec.extra["pooling"])
     try:
         load_model(built.net, str(folder / "weights.safetensors"), strict=True)
     except RuntimeError as exc:
