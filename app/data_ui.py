@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ import streamlit as st
 from transfer_core.config import RunConfig
 from transfer_core.data import build_report
 from transfer_core.data.tables import read_table
-from transfer_core.errors import DataError, ModelError
+from transfer_core.errors import DataError, ModelError, TransferError
 from transfer_core.models import default_model, get_spec
 from transfer_core.preparation import load_configured, prepare_data
 
@@ -146,6 +147,18 @@ def _inspect(key: str) -> Inspection:
 def inspect(cfg: RunConfig) -> Inspection:
     """The data report for the draft's data (loaded, cleaned, split, checked by the engine); cached."""
     return _inspect(_data_key(cfg))
+
+
+def data_problem(cfg: RunConfig) -> str:
+    """Why the draft's data cannot be trained on, in one line; '' when it can. The same check as the Data
+    page's (cached there), so Start stays off exactly while that page shows the data as unusable."""
+    try:
+        return inspect(cfg).blocking
+    except TransferError as exc:
+        return str(exc).strip()
+    except Exception as exc:   # never let an unreadable file take the Train page down; the terminal gets the details
+        logging.getLogger("transfer_app").exception("could not check the data %s", cfg.data.path)
+        return f"the data could not be read ({type(exc).__name__}); check it on the Data page"
 
 
 def show_report(report) -> None:

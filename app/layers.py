@@ -6,7 +6,7 @@ import streamlit as st
 
 from transfer_core.config import RunConfig
 from transfer_core.feature_cache import cache_cut
-from transfer_core.freezing import trainable_names
+from transfer_core.freezing import frozen_gap, trainable_names
 
 from . import charts, model_ui
 from .state import WIDGET_PREFIX, draft, save_draft
@@ -49,6 +49,9 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
             st.session_state[key] = g["group"] in trainable
             row[2].toggle("trains" if g["group"] in trainable else "frozen", key=key, on_change=_toggled,
                           args=(names,), help="Switch on to train this group; off keeps its pretrained weights.")
+    gap = frozen_gap(names, tuple(trainable))
+    if gap:
+        st.warning(gap[0].upper() + gap[1:] + ".", icon=":material/warning:")
     if cfg.freeze.preset == "staged":
         st.caption(f"Staged: only `{names[-1]}` trains for the first {cfg.freeze.staged_head_epochs} epoch(s); "
                    "then every group shown as training here trains.")

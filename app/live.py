@@ -9,7 +9,9 @@ from transfer_core.events import RunStatus
 from . import charts
 from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting
 from .resources import get_jobs, get_store
-from .ui import fmt_duration, fmt_pct, friendly, show_error, status_badge
+from transfer_core.summary import best_note
+
+from .ui import fmt_duration, fmt_pct, friendly, sentence, show_error, status_badge
 
 REFRESH_SECONDS = 1.0       # how often the live view polls the store while a run is active
 MAX_STEP_POINTS = 600       # per-step points drawn (evenly thinned for long runs)
@@ -43,10 +45,10 @@ def _draw(run_id: str, was_active: bool) -> None:
     _controls(record, jobs)
 
     if record.status == RunStatus.FAILED:
-        advice = f" **What to do:** {record.advice}" if record.advice else ""
-        st.error(f"The run failed: {record.message}.{advice}", icon=":material/error:")
+        advice = f" **What to do:** {sentence(record.advice)}" if record.advice else ""
+        st.error(f"The run failed: {sentence(record.message)}{advice}", icon=":material/error:")
     elif record.status == RunStatus.INTERRUPTED:
-        st.warning(f"The run was interrupted: {record.message}. Resume it on the Runs page.")
+        st.warning(f"The run was interrupted: {sentence(record.message)} Resume it on the Runs page.")
     notices = [e["message"] for e in events if e.get("kind") == "Notice"]
     if notices:
         st.caption(" · ".join(notices[-3:]))
@@ -92,14 +94,22 @@ def _controls(record, jobs) -> None:
 def _summary(record, epochs) -> None:
     best = record.best_metrics or {}
     cols = st.columns(4)
-    # While training: the best epoch so far. Once ended: the final model's own evaluation.
-    cols[0].metric("Best validation accuracy" if record.is_active else "Final validation accuracy",
-                   fmt_pct(best.get("val_accuracy")))
-    cols[1].metric("Validation loss", f"{best['val_loss']:.3f}" if charts.finite(best.get("val_loss")) else "-")
+    # One meaning (transfer_core/summary.py): the numbers of the model the run gives you; while it
+    # trains, the latest epoch's. The best epoch is named beside them when it is another one.
+    help_text = ("Of the model this run gives you (the one you evaluate, try and export), measured on the "
+                 "validation data at the end; while it trains, of the latest epoch.")
+    cols[0].metric("Validation accuracy (your model)", fmt_pct(best.get("val_accuracy")), help=help_text)
+    cols[1].metric("Validation loss (your model)",
+                   f"{best['val_loss']:.3f}" if charts.finite(best.get("val_loss")) else "-", help=help_text)
     cols[2].metric("Epochs done", record.epochs_done)
     cols[3].metric("Time", fmt_duration(record.duration))
     if record.status == RunStatus.STOPPED and record.epochs_done == 0 and best:
         st.caption("Stopped before the first epoch ended: these numbers are of the partly trained model.")
+    note = best_note(best)
+    if note:
+        tip = " Early stopping (train.early_stopping_patience) keeps the best epoch's weights." \
+            if not (record.config or {}).get("train", {}).get("early_stopping_patience") else ""
+        st.caption(f"{sentence(note[0].upper() + note[1:])}{tip}")
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         left, right = st.columns(2)
         left.page_link("app_pages/4_results.py", label="See the results", icon=":material/insights:")

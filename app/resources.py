@@ -6,6 +6,7 @@ The training threads belong to the JobManager; pages only read the store.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -58,6 +59,14 @@ def cap_torch_threads() -> None:
         torch.set_num_threads(wanted)
 
 
+def log_to_terminal() -> None:
+    """Warnings and errors of the engine and the pages (a failed run's message, an unexpected error's
+    traceback) go to the terminal running the server, as the pages promise. Streamlit's own loggers do
+    not propagate to the root logger, so this adds nothing to theirs; where the root logger already has
+    a handler (a host application, pytest) basicConfig leaves it alone."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 _MANAGERS: list = []   # every JobManager this process created (tests shut them down between cases)
 
 
@@ -66,6 +75,7 @@ def _services(root: str):
     from transfer_core.jobs import JobManager
     from transfer_core.store import RunStore
 
+    log_to_terminal()
     cap_torch_threads()
     # fit() imports scikit-learn lazily when it evaluates. A run stopped while the server shuts down
     # evaluates during interpreter exit, when new imports of it fail; import it now.

@@ -6,6 +6,7 @@ import time
 import pandas as pd
 
 from transfer_core.events import RunStatus
+from transfer_core.summary import best_note
 
 from .demo import describe_path
 
@@ -14,10 +15,13 @@ COMPARE_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validatio
                    "val_macro_f1": "Validation macro F1", "lr": "Learning rate"}
 
 
+# The accuracy, F1 and loss columns are of the model each run gives you; "best epoch" names another
+# epoch only where that one scored better on the metric the run watches (transfer_core/summary.py).
 def runs_table(runs: list) -> pd.DataFrame:
     return pd.DataFrame([{
         "status": r.status, "name": r.name, "model": r.model, "data": describe_path(r.dataset),
-        "best val accuracy": r.best_metrics.get("val_accuracy"), "epochs": r.epochs_done,
+        "val accuracy": r.best_metrics.get("val_accuracy"), "best epoch": best_note(r.best_metrics) or None,
+        "epochs": r.epochs_done,
         "duration (s)": round(r.duration), "started": pd.Timestamp(r.created, unit="s", tz="UTC").tz_convert(None),
         "id": r.id} for r in runs])
 
@@ -29,9 +33,9 @@ def comparison_table(runs: list) -> pd.DataFrame:
         rows.append({"name": r.name, "status": r.status, "model": r.model,
                      "layers": cfg.get("freeze", {}).get("preset"), "lr": cfg.get("optim", {}).get("lr"),
                      "epochs": r.epochs_done, "batch size": cfg.get("train", {}).get("batch_size"),
-                     "best val accuracy": r.best_metrics.get("val_accuracy"),
+                     "val accuracy": r.best_metrics.get("val_accuracy"),
                      "val macro F1": r.best_metrics.get("val_macro_f1"), "val loss": r.best_metrics.get("val_loss"),
-                     "id": r.id})
+                     "best epoch": best_note(r.best_metrics) or None, "id": r.id})
     return pd.DataFrame(rows)
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from transfer_core.errors import TransferError
 from transfer_core.events import RunStatus
+from transfer_core.summary import best_note
 
 log = logging.getLogger("transfer_app")
 
@@ -85,9 +86,18 @@ def run_label(record) -> str:
 
 
 def run_state(record) -> str:
-    """Status and best validation accuracy, shown beside a picker."""
-    acc = record.best_metrics.get("val_accuracy")
-    return f"{record.status}" + (f" · best validation accuracy {fmt_pct(acc)}" if acc is not None else "")
+    """Status and the validation accuracy of the run's model (and its best epoch where that is another), beside a picker."""
+    summary = record.best_metrics or {}
+    acc = summary.get("val_accuracy")
+    note = best_note(summary)
+    return (f"{record.status}" + (f" · your model's validation accuracy {fmt_pct(acc)}" if acc is not None else "")
+            + (f" · {note}" if note else ""))
+
+
+def sentence(text: str) -> str:
+    """`text` ending in exactly one full stop: engine messages may or may not end with one."""
+    text = str(text).strip()
+    return text if not text or text[-1] in ".!?" else text + "."
 
 
 def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str | None = None):

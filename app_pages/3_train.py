@@ -2,13 +2,14 @@
 import streamlit as st
 
 from app.commands import cli_command
+from app.data_ui import data_problem
 from app.demo import default_run_name, describe_path
 from app.forms import render_settings
 from app.layers import augmentation_cache_notice
 from app.live import live_view
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
-from app.ui import friendly
+from app.ui import friendly, sentence
 from transfer_core.models import get_spec
 from transfer_core.preparation import guess_modality
 
@@ -45,9 +46,12 @@ augmentation_cache_notice(cfg, modality)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):
     st.error(problem)
+unreadable = data_problem(cfg)
+if unreadable:   # a run on it could only fail
+    st.error(f"Start needs data that can be read: {sentence(unreadable)} See the Data page.", icon=":material/block:")
 
 name = st.text_input("Run name (optional)", key="run_name", placeholder="e.g. first try, lr 0.003")
-if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems), key="start"):
+if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or unreadable), key="start"):
     with friendly("start the run"):
         new_id = jobs.submit(cfg.copy(), name=name.strip() or default_run_name(cfg.model.name, cfg.data.path))
         set_current_run(new_id)

@@ -5,6 +5,7 @@ from app import charts, results_ui
 from app.resources import get_store
 from app.state import current_run_id
 from app.ui import fmt_duration, fmt_pct, pick_run
+from transfer_core.summary import best_note
 
 store = get_store()
 st.title("Results")
@@ -33,6 +34,8 @@ if "test_accuracy" in summary:
                f"macro F1 {fmt_pct(summary.get('test_macro_f1'))}.")
 st.caption(f"Measured on {val.get('num_samples', '?')} validation examples the model never trained on. "
            f"Model {record.model}, data {record.dataset}, status {record.status}.")
+if best_note(summary):
+    st.caption(f"These are the numbers of the model you get; {best_note(summary)}.")
 
 left, right = st.columns([3, 2])
 with left:

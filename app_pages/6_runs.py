@@ -4,7 +4,7 @@ import streamlit as st
 from app import charts, runs_ui
 from app.resources import get_jobs, get_store
 from app.state import current_run_id, open_on_train_page, set_current_run
-from app.ui import friendly, pick_run, run_label
+from app.ui import friendly, pick_run, run_label, sentence
 from transfer_core.events import RunStatus
 
 store, jobs = get_store(), get_jobs()
@@ -22,7 +22,8 @@ for r in runs:
                 icon=":material/model_training:")
 
 st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config={
-    "best val accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+    "val accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
+                                                    help="Of the model the run gives you (while it trains: the latest epoch)."),
     "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
 if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
     st.rerun()
@@ -43,12 +44,15 @@ st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
 if record.message:
     (st.error if record.status == RunStatus.FAILED else st.info)(
-        f"{record.message}" + (f" **What to do:** {record.advice}" if record.advice else ""))
+        sentence(record.message) + (f" **What to do:** {sentence(record.advice)}" if record.advice else ""))
 follow, resume, extend, delete = st.columns(4)
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
     open_on_train_page(record.id)
 with friendly("change the run"):
-    if record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
+    refusal = store.resume_refusal(record.id) if record.status == RunStatus.FAILED else ""
+    if refusal:
+        resume.caption("No resume: its data or settings caused the failure. Fix them and start a new run.")
+    elif record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
         open_on_train_page(jobs.resume(record.id))
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs",

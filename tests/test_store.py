@@ -102,9 +102,12 @@ def test_events_become_metrics_best_and_status(store):
     record = store.get_run(run_id)
     assert record.status == RunStatus.COMPLETED
     assert record.epochs_done == 3
-    assert record.best_metrics["epoch"] == 1
-    assert record.best_metrics["val_accuracy"] == pytest.approx(0.8)
+    # The model's numbers (here the last epoch's: the event names no other), and the best epoch by
+    # validation loss, the metric early stopping watches by default.
+    assert record.best_metrics["model_epoch"] == 2
+    assert record.best_metrics["val_accuracy"] == pytest.approx(0.7)
     assert record.best_metrics["test_accuracy"] == 0.75
+    assert (record.best_metrics["best_epoch"], record.best_metrics["best_metric"]) == (2, "val_loss")
     assert record.heartbeat is not None
 
     epochs = store.metrics(run_id)
@@ -135,15 +138,31 @@ def test_events_become_metrics_best_and_status(store):
     assert empty.empty and {"step", "epoch", "loss"} <= set(empty.columns)
 
 
-def test_run_ended_follows_the_trainers_best_epoch(store):
+def test_run_ended_keeps_the_numbers_of_the_model_you_get(store):
     run_id = _new_run(store)
     _simulate(store, run_id, accuracies=(0.6, 0.8, 0.7))
-    # The trainer ranked by val_loss and picked the last epoch; its final evaluation wins.
+    # Early stopping restored epoch 1's weights; the trainer's final evaluation of them wins, and that
+    # epoch's logged training numbers fill in the rest.
     store.record_event(RunEnded(run_id=run_id, time=time.time(), status=RunStatus.COMPLETED, epochs_done=3,
-                                best_epoch=2, metrics={"val_accuracy": 0.71}))
+                                best_epoch=1, metrics={"val_accuracy": 0.81, "model_epoch": 1, "best_epoch": 1,
+                                                       "best_metric": "val_accuracy", "best_value": 0.8}))
     best = store.get_run(run_id).best_metrics
-    assert best["epoch"] == 2 and best["step"] == 12
-    assert best["val_accuracy"] == 0.71 and best["val_loss"] == pytest.approx(0.3)
+    assert best["model_epoch"] == 1 and best["step"] == 8
+    assert best["val_accuracy"] == 0.81 and best["train_loss"] == pytest.approx(0.5)
+    assert (best["best_epoch"], best["best_metric"]) == (1, "val_accuracy")
+
+
+def test_best_epoch_is_ranked_by_the_metric_early_stopping_watches(store):
+    """Issue 12: the store ranked by val_accuracy while early stopping watched val_loss."""
+    by_accuracy = store.create_run({"train": {"early_stopping_metric": "val_accuracy"}}, modality="text",
+                                   model="m", dataset="d.csv")
+    by_loss = _new_run(store)   # the default: val_loss
+    for run_id in (by_accuracy, by_loss):
+        _simulate(store, run_id, accuracies=(0.6, 0.8, 0.7))   # val_loss falls every epoch
+    while_training = store.get_run(by_accuracy).best_metrics
+    assert while_training["model_epoch"] == 2 and while_training["val_accuracy"] == pytest.approx(0.7)
+    assert (while_training["best_epoch"], while_training["best_value"]) == (1, pytest.approx(0.8))
+    assert store.get_run(by_loss).best_metrics["best_epoch"] == 2
 
 
 def test_run_started_failed_and_updates(store):
@@ -175,7 +194,7 @@ def test_resume_trims_metrics_past_the_restart_point(store):
     _simulate(store, run_id, accuracies=(0.6, 0.65, 0.66), start_epoch=1)
     epochs = store.metrics(run_id)
     assert epochs["val_accuracy"].tolist() == pytest.approx([0.6, 0.65, 0.66])
-    assert store.get_run(run_id).best_metrics["epoch"] == 2
+    assert store.get_run(run_id).best_metrics["model_epoch"] == 2
     assert len(store.metrics(run_id, scope="step")) == 12
 
 
@@ -203,7 +222,8 @@ def test_nan_metrics_are_stored_as_missing(store):
     store.record_event(_epoch(run_id, 0, float("nan")))
     epochs = store.metrics(run_id)
     assert math.isnan(epochs["val_accuracy"][0])
-    assert store.get_run(run_id).best_metrics["epoch"] == 0
+    summary = store.get_run(run_id).best_metrics
+    assert summary["model_epoch"] == 0 and summary["val_accuracy"] is None
 
 
 def test_delete(store):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import numbers
 import os
 import signal
 import sys
@@ -109,6 +111,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def to_json(obj) -> str:
+    """One line of strict JSON: NaN and infinities become null. json.dumps writes them as bare NaN/Infinity,
+    which JSON parsers (jq, JavaScript, most languages) refuse; a NaN metric or probability means "no number"."""
+    return json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
 # ---- commands ---------------------------------------------------------------
 def _store(args):
     from .store import RunStore
@@ -148,23 +171,24 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
     for obs in observers:
         obs.close()
     if result.status == "failed":
-        print(f"error: {result.message}" + (f"; {result.advice}" if result.advice else ""), file=sys.stderr)
-        print(json.dumps(result.summary()))
+        message = result.message.strip()
+        print(f"error: {message.rstrip('.')}; {result.advice}" if result.advice else f"error: {message}", file=sys.stderr)
+        print(to_json(result.summary()))
         return 1
-    print(json.dumps(result.summary()))
+    print(to_json(result.summary()))
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
-    print(json.dumps(evaluate_run(_store(args), args.run, args.data), ensure_ascii=False))
+    print(to_json(evaluate_run(_store(args), args.run, args.data)))
     return 0
 
 
 def cmd_predict(args) -> int:
     from .runs import predict_run
     for row in predict_run(_store(args), args.run, args.inputs, top_k=args.top_k):
-        print(json.dumps(row, ensure_ascii=False))
+        print(to_json(row))
     return 0
 
 
@@ -175,7 +199,7 @@ def cmd_export(args) -> int:
     out = {"path": str(result.path), "formats": result.formats, "parity": result.parity}
     if args.zip:
         out["zip"] = str(zip_bundle(result.path))
-    print(json.dumps(out))
+    print(to_json(out))
     return 0
 
 
@@ -184,7 +208,7 @@ def cmd_runs(args) -> int:
     store.reconcile_interrupted()
     runs = store.list_runs()
     if args.json:
-        print(json.dumps([r.to_dict() for r in runs], default=str))
+        print(to_json([r.to_dict() for r in runs]))
         return 0
     print(f"{'id':24} {'status':12} {'model':22} {'val acc':>8} {'epochs':>6}  data")
     for r in runs:
@@ -197,7 +221,7 @@ def cmd_models(args) -> int:
     from .models import list_specs
     specs = list_specs(args.modality)
     if args.json:
-        print(json.dumps([{"name": s.name, "modality": s.modality, "source": s.source, "offline": s.offline,
+        print(to_json([{"name": s.name, "modality": s.modality, "source": s.source, "offline": s.offline,
                            "params": s.num_params, "description": s.description} for s in specs]))
         return 0
     for s in specs:
@@ -211,7 +235,7 @@ def cmd_report(args) -> int:
     from .preparation import prepare_data
     cfg = config_from_args(argparse.Namespace(config=None, data=args.data, val=args.val, set=args.set))
     prepared = prepare_data(cfg)
-    print(json.dumps(prepared.report.to_dict(), ensure_ascii=False, default=str))
+    print(to_json(prepared.report.to_dict()))
     return 0
 
 

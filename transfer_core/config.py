@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,7 +107,8 @@ class TrainConfig:
     mixed_precision: bool = _field(True, "Mixed precision (autocast) on CUDA. Ignored on the CPU.", advanced=True)
     early_stopping_patience: int = _field(0, "Stop after this many epochs without improvement of the metric below (0: off). The best weights are restored.",
                                           min=0, max=1000, advanced=True)
-    early_stopping_metric: str = _field("val_loss", "Metric watched by early stopping.", choices=METRICS, advanced=True)
+    early_stopping_metric: str = _field("val_loss", "Metric that ranks the epochs: early stopping watches it, and the run's best epoch is the best by it.",
+                                       choices=METRICS, advanced=True)
     cache_features: bool = _field(True, "When the first layer groups are frozen (only the head, or the top k groups train) and augmentation is off, "
                                         "run the frozen layers once per sample and reuse their output every epoch (much faster, same result).", advanced=True)
     num_workers: int = _field(-1, "Background processes that load data (0: load in the training thread; -1: auto, "
@@ -188,6 +190,10 @@ class RunConfig:
             meta = f.metadata
             if meta.get("choices") and value not in meta["choices"]:
                 problems.append(f"{dotted} is '{value}'; choose one of: {', '.join(meta['choices'])}.")
+            if isinstance(value, float) and not math.isfinite(value):
+                # NaN passes every range check (all comparisons are false) and trains to NaN weights.
+                problems.append(f"{dotted} is {value}; give a finite number (the default is {f.default}).")
+                continue
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 if meta.get("min") is not None and value < meta["min"]:
                     problems.append(f"{dotted} is {value}; it must be at least {meta['min']}.")

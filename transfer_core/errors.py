@@ -15,3 +15,13 @@ class ModelError(TransferError):
 
 class RunError(TransferError):
     """A run cannot be found, resumed or exported as asked."""
+
+
+class TrainingDiverged(TransferError):
+    """The loss became non-finite or exploded: the settings (usually the learning rate) are at fault.
+
+    Carries advice, since the fix is a change of settings, not of the data."""
+
+    def __init__(self, message: str, advice: str):
+        super().__init__(message)
+        self.advice = advice

@@ -93,6 +93,7 @@ class RunFailed(Event):
     message: str
     advice: str
     error_type: str
+    resumable: bool = True      # False when the data or the settings caused it: a resume would fail the same way
 
 
 EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, BatchEnded, EpochEnded, Notice, RunEnded, RunFailed)}

@@ -31,6 +31,7 @@ from torch import nn
 from .errors import RunError
 from .evaluate import predict_inputs
 from .models.base import BuiltModel, TextPreprocess, logits_of
+from .summary import best_note
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "bundle_template"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
@@ -538,11 +539,21 @@ def _readme_files(formats: list[str], skipped: dict) -> str:
 
 def _readme_run(run_info: dict) -> str:
     metrics = run_info.get("metrics") or {}
-    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    # The exported model's own numbers; which epoch it is and the best epoch are said in words below.
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+             and not k.startswith("best_") and k != "model_epoch"}
     if not shown:
         return ""
-    lines = ["## Training results\n", "| Metric | Value |", "|---|---|"]
+    lines = ["## Training results\n", "The numbers of the model in this bundle, measured at the end of training (`val_`: the validation "
+             "data; `test_`: the test set, where one was held out).\n",
+             "| Metric | Value |", "|---|---|"]
     lines += [f"| {k} | {v:.4g} |" for k, v in shown.items()]
+    model_epoch, note = metrics.get("model_epoch"), best_note(metrics)
+    if isinstance(model_epoch, int) and model_epoch >= 0:
+        lines.append(f"\nThe model is the one at the end of epoch {model_epoch + 1}"
+                     + (f" of {metrics['epochs']}." if isinstance(metrics.get("epochs"), int) else "."))
+    if note:
+        lines.append(f"\nNote: {note}.")
     return "\n".join(lines) + "\n\nFull settings are in `run.json`.\n"
 
 

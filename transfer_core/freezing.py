@@ -50,6 +50,22 @@ def trainable_names(group_names: list[str], cfg: FreezeConfig, *, stage: int = 0
     raise ConfigError(f"freeze.preset '{preset}' is unknown")
 
 
+def frozen_gap(group_names: list[str], trainable: tuple[str, ...] | list[str]) -> str:
+    """One line of warning when a frozen group sits between trained ones ('' otherwise; only custom choices do that)."""
+    trained = [i for i, name in enumerate(group_names) if name in trainable]
+    if len(trained) < 2:
+        return ""
+    gap = [name for name in group_names[trained[0]:trained[-1]] if name not in trainable]
+    if not gap:
+        return ""
+    lowest, them = group_names[trained[0]], ", ".join(gap)
+    it = "it" if len(gap) == 1 else "they"
+    return (f"frozen between trained groups: {them}. That is unusual: training {lowest} changes the features "
+            f"{them} {'was' if len(gap) == 1 else 'were'} pretrained on, and frozen {it} cannot adapt (gradients "
+            f"still pass through, so freezing {'it' if len(gap) == 1 else 'them'} saves little time); "
+            f"train {them} too, or freeze {lowest}")
+
+
 def plan_segments(group_names: list[str], cfg: FreezeConfig, epochs: int) -> list[Segment]:
     if cfg.preset == "staged":
         head_epochs = min(cfg.staged_head_epochs, epochs - 1)

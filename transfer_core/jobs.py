@@ -71,6 +71,9 @@ class JobManager:
                     job.control.resume()
                     return run_id
                 raise RunError(f"run {run_id} is already {self.store.get_run(run_id).status}; wait for it or stop it first")
+        refusal = self.store.resume_refusal(run_id)
+        if refusal:
+            raise RunError(refusal)
         record = self.store.get_run(run_id)
         if record.status == RunStatus.COMPLETED and extra_epochs <= 0:
             raise RunError(f"run {run_id} already finished; extend it by giving a number of extra epochs")
@@ -165,6 +168,11 @@ class JobManager:
             try:
                 job.result = fit(job.config, store=self.store, run_id=job.run_id, control=job.control,
                                  observers=self.observers, resume=job.resume, extra_epochs=job.extra_epochs)
+                if job.result.status == RunStatus.FAILED:
+                    # The page shows one line; the terminal that runs the app gets it too (fit() has already
+                    # logged the traceback of an unexpected error), so a failure never passes unseen there.
+                    advice = f" What to do: {job.result.advice}" if job.result.advice else ""
+                    log.error("run %s failed: %s.%s", job.run_id, job.result.message.strip().rstrip("."), advice)
             except Exception as exc:  # fit() reports its own failures; this guards the worker itself
                 log.exception("job %s could not run", job.run_id)
                 self.store.set_status(job.run_id, RunStatus.FAILED, message=str(exc))

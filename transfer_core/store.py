@@ -39,6 +39,7 @@ import pandas as pd
 from .errors import RunError
 from .events import (BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted,
                      RunStatus)
+from .summary import METRIC_WORDS, best_fields, is_better
 
 DB_NAME = "runs.sqlite"
 SCHEMA_VERSION = 1
@@ -50,7 +51,9 @@ PID_START_SLACK_S = 2.0       # clock-tick rounding when comparing process start
 
 STEP_METRICS = ("loss", "lr", "samples_per_second")
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds")
-BEST_BY = "val_accuracy"
+WATCHED_DEFAULT = "val_loss"   # train.early_stopping_metric's default: a run's best epoch is ranked by it
+# Failures recorded before RunFailed said whether a resume could help: these were the data's or the settings'.
+NOT_RESUMABLE_ERRORS = ("DataError", "ConfigError", "TrainingDiverged")
 INTERRUPTED_MESSAGE = "the process running it stopped unexpectedly; resume it to continue from its last checkpoint"
 ALL_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.STOPPED,
                 RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED)
@@ -510,6 +513,22 @@ class RunStore:
             self._write_buffer(conn)
             conn.execute(f"UPDATE runs SET {', '.join(assignments)} WHERE id = ?", (*params, run_id))
 
+    def resume_refusal(self, run_id: str) -> str:
+        """Why this run cannot be resumed, in one line; '' when it can be. A run that failed because of its
+        data or its settings (RunFailed.resumable is false) would fail the same way again."""
+        record = self.get_run(run_id)
+        if record.status != RunStatus.FAILED:
+            return ""
+        with self._read() as conn:
+            row = conn.execute("SELECT payload_json FROM events WHERE run_id = ? AND kind = 'RunFailed' "
+                               "ORDER BY seq DESC LIMIT 1", (record.id,)).fetchone()
+        failed = _loads(row[0] if row else None)
+        if failed.get("resumable", failed.get("error_type") not in NOT_RESUMABLE_ERRORS):
+            return ""
+        reason = record.message.strip().rstrip(".") or "its data or settings"
+        return (f"run {record.id} failed because of its data or settings ({reason}), so a resume would fail "
+                f"the same way; fix them and start a new run")
+
     def delete_run(self, run_id: str) -> None:
         """Removes the run's rows and its directory; refuses a run that is still active."""
         record = self.get_run(run_id)
@@ -631,24 +650,20 @@ class RunStore:
         elif isinstance(event, EpochEnded):
             _insert_metrics(conn, [(run_id, "epoch", event.step, event.epoch, name, _number(getattr(event, name)),
                                     event.time) for name in EPOCH_METRICS])
-            best = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-            candidate = _epoch_summary(event.epoch, event.step,
-                                       {name: getattr(event, name) for name in EPOCH_METRICS})
-            if _is_better(candidate, best):
-                best = candidate
+            summary = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            row = {"epoch": event.epoch, "step": event.step, **{name: getattr(event, name) for name in EPOCH_METRICS}}
+            summary = _after_epoch(summary, row, _watched_metric(conn, run_id))
             conn.execute("UPDATE runs SET epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ? "
-                         "WHERE id = ?", (event.epoch + 1, json.dumps(best), now, now, run_id))
+                         "WHERE id = ?", (event.epoch + 1, json.dumps(summary), now, now, run_id))
         elif isinstance(event, RunEnded):
             best = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
-            # The trainer's choice of best epoch (it may rank by another metric) and its final
-            # evaluation win; the epoch's own logged metrics fill in the rest.
-            if isinstance(event.best_epoch, int) and event.best_epoch >= 0 and best.get("epoch") != event.best_epoch:
-                rows = _query_metrics(conn, run_id, "epoch", since=event.best_epoch - 1).to_dict("records")
-                if rows and rows[0]["epoch"] == event.best_epoch:
-                    best = _epoch_summary(event.best_epoch, int(rows[0]["step"]),
-                                          {name: rows[0][name] for name in EPOCH_METRICS})
-                else:
-                    best = {"epoch": event.best_epoch}
+            # The trainer's final evaluation of the model you get wins; when that model is not the last
+            # epoch's (early stopping restored the best), that epoch's logged training numbers fill in the rest.
+            model_epoch = event.metrics.get("model_epoch")
+            if isinstance(model_epoch, int) and model_epoch >= 0 and best.get("model_epoch") != model_epoch:
+                rows = _query_metrics(conn, run_id, "epoch", since=model_epoch - 1).to_dict("records")
+                if rows and rows[0]["epoch"] == model_epoch:
+                    best.update(_epoch_summary(rows[0]))
             best.update(event.metrics)
             best["train_seconds"] = event.train_seconds
             conn.execute("UPDATE runs SET status = ?, epochs_done = ?, best_metrics_json = ?, message = '', "
@@ -828,28 +843,37 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
-def _epoch_summary(epoch: int, step: int, values: dict) -> dict:
-    return {"epoch": epoch, "step": step, **{k: _number(v) for k, v in values.items() if k != "seconds"}}
+def _epoch_summary(row: dict) -> dict:
+    """An epoch's logged numbers as the summary of the model at that epoch's end."""
+    return {"model_epoch": int(row["epoch"]), "step": int(row["step"]),
+            **{name: _number(row.get(name)) for name in EPOCH_METRICS if name != "seconds"}}
 
 
-def _is_better(candidate: dict, best: dict) -> bool:
-    if not best or "epoch" not in best:
-        return True
-    new, old = candidate.get(BEST_BY), best.get(BEST_BY)
-    if new is None:
-        return False
-    return old is None or new > old
+def _after_epoch(summary: dict, row: dict, metric: str) -> dict:
+    """The run's summary (see summary.py) once another epoch has ended: while a run trains, its numbers
+    are the latest epoch's, and its best epoch is ranked by the metric early stopping watches."""
+    best = {k: v for k, v in summary.items() if k.startswith("best_")}
+    if best.get("best_metric") != metric:
+        best = best_fields(None, metric)
+    if is_better(row.get(metric), best.get("best_value"), metric):
+        best = best_fields(row, metric)
+    return {**_epoch_summary(row), **best}
+
+
+def _watched_metric(conn: sqlite3.Connection, run_id: str) -> str:
+    row = conn.execute("SELECT config_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+    train = _loads(row[0] if row else None).get("train")
+    metric = train.get("early_stopping_metric") if isinstance(train, dict) else None
+    return metric if metric in METRIC_WORDS else WATCHED_DEFAULT
 
 
 def _best_from_db(conn: sqlite3.Connection, run_id: str) -> dict:
-    """The best epoch among the epoch metrics still stored (after a resume trimmed the rest)."""
-    best: dict = {}
+    """The summary rebuilt from the epoch metrics still stored (after a resume trimmed the rest)."""
+    summary: dict = {}
+    metric = _watched_metric(conn, run_id)
     for record in _query_metrics(conn, run_id, "epoch").to_dict("records"):
-        candidate = _epoch_summary(int(record["epoch"]), int(record["step"]),
-                                   {name: record[name] for name in EPOCH_METRICS})
-        if _is_better(candidate, best):
-            best = candidate
-    return best
+        summary = _after_epoch(summary, record, metric)
+    return summary
 
 
 def _query_metrics(conn: sqlite3.Connection, run_id: str, scope: str, since: int | None = None,

@@ -35,17 +35,18 @@ from .control import RunControl
 from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, eval_batch_size,
                       is_out_of_memory, loader_workers, needs_grad_scaler, pick_device, precision_name,
                       use_channels_last)
-from .errors import DataError, RunError, TransferError
+from .errors import DataError, RunError, TrainingDiverged, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
-from .freezing import (Segment, apply_trainable, count_trainable, optimizer_param_groups, plan_segments,
+from .freezing import (Segment, apply_trainable, count_trainable, frozen_gap, optimizer_param_groups, plan_segments,
                        segment_for_epoch, set_train_mode)
 from .models import build_model, get_spec
 from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .preparation import PreparedData, guess_modality, prepare_data
 from .store import RunStore
+from .summary import best_fields, best_row
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ REPORT_FILE = "data_report.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 
+# Cross-entropy of a uniform guess is ln(classes). An epoch whose mean training loss is this many times
+# that has blown its weights up (a learning rate far too high): no run that learns gets there.
+DIVERGED_LOSS_FACTOR = 10.0
+
 
 @dataclass
 class FitResult:
@@ -74,11 +79,14 @@ class FitResult:
     advice: str = ""
 
     def summary(self) -> dict:
+        """The CLI's JSON: the numbers of the model the run gives you (see summary.py), then its best epoch."""
+        m = self.metrics
         return {"run_id": self.run_id, "status": self.status, "epochs": self.epochs_done,
-                "best_epoch": self.best_epoch, "train_seconds": round(self.train_seconds, 2),
-                "val_accuracy": self.metrics.get("val_accuracy"), "val_macro_f1": self.metrics.get("val_macro_f1"),
-                "val_loss": self.metrics.get("val_loss"), "test_accuracy": self.metrics.get("test_accuracy"),
-                "message": self.message}
+                "train_seconds": round(self.train_seconds, 2), "model_epoch": m.get("model_epoch"),
+                "val_accuracy": m.get("val_accuracy"), "val_macro_f1": m.get("val_macro_f1"),
+                "val_loss": m.get("val_loss"), "test_accuracy": m.get("test_accuracy"),
+                "best_epoch": self.best_epoch, "best_metric": m.get("best_metric"), "best_value": m.get("best_value"),
+                "best_val_accuracy": m.get("best_val_accuracy"), "message": self.message}
 
 
 class _Stopped(Exception):
@@ -107,6 +115,9 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     if resume:
         if run_id is None:
             raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
+        refusal = store.resume_refusal(run_id)
+        if refusal:
+            raise RunError(refusal)
         config = RunConfig.of_saved_run(store.get_run(run_id).config)
     config.check()
     if run_id is None:
@@ -136,6 +147,7 @@ class Trainer:
         self.unwritten_epoch_end = False          # an epoch end held in memory only (see _checkpoint_epoch_end)
         self.features = None
         self.cache_pending = False
+        self.model_epoch: int | None = None      # the epoch whose end the weights are at (None: part-way through one)
         self.eval_samples: dict = {}
         self.channels_last = False
         self.forward = None
@@ -222,7 +234,7 @@ class Trainer:
         else:
             accum = _new_accum()
         self._emit_started(start_epoch)
-        for note in self.data.notices:
+        for note in [*self.data.notices, *self._settings_notices()]:
             self._emit(Notice(self.run_id, time.time(), message=note))
         if state is None:
             # Something for an out-of-memory retry in the first epoch to go back to. In memory only:
@@ -252,6 +264,17 @@ class Trainer:
                 break
         return self._finish(RunStatus.COMPLETED)
 
+    def _settings_notices(self) -> list[str]:
+        """Settings that run, but not as the user may expect. Told, not changed: config.json keeps what was asked."""
+        notes = []
+        n_train, batch = len(self.data.splits.train), self.config.train.batch_size
+        if batch > n_train:
+            notes.append(f"batch size {batch} is more than the {n_train} training samples, so each step uses all "
+                         f"{n_train} (one step per epoch)")
+        names = [g.name for g in self.built.groups]
+        notes += list(dict.fromkeys(filter(None, (frozen_gap(names, seg.trainable) for seg in self.segments))))
+        return notes
+
     def _emit_started(self, start_epoch: int) -> None:
         cfg = self.config
         trainable, total = count_trainable(self.built)
@@ -265,7 +288,7 @@ class Trainer:
         left it) with half the batch size. Nothing of the failed attempt survives, so the optimizer never
         keeps a step of a broken batch. Returns where the epoch goes on: (step_in_epoch, accum)."""
         cfg = self.config
-        old = cfg.train.batch_size
+        old = min(cfg.train.batch_size, len(self.data.splits.train))   # halving a batch larger than the data changes nothing
         state = self.checkpoints.latest(self.run_dir / CHECKPOINT_FILE)
         done = state["step_in_epoch"] * state.get("batch_size", old)   # samples of this epoch already trained
         if state["epoch"] != epoch or (done and batching.sample_lengths(self.train_samples) is not None):
@@ -439,6 +462,11 @@ class Trainer:
             n = len(targets)
             # Loss and hits come back to the host together: one wait for the GPU per step, not one per number.
             step_loss, hits = torch.stack([loss.detach().float(), (logits.argmax(1) == targets).sum().float()]).tolist()
+            self.model_epoch = None
+            if not math.isfinite(step_loss):
+                # NaN weights never recover, and every later step and the saved model would be NaN too.
+                raise self._diverged(f"training diverged in epoch {epoch + 1}, step {step_in_epoch}: "
+                                     f"the loss became {step_loss}")
             accum["loss_sum"] += step_loss * n
             accum["correct"] += int(hits)
             accum["seen"] += n
@@ -497,6 +525,7 @@ class Trainer:
         """Validate, checkpoint and report; True when early stopping ends the run."""
         cfg = self.config
         accum = self.accum
+        self._check_exploding(epoch, accum["loss_sum"] / max(accum["seen"], 1))   # before any work on blown-up weights
         if self._norm_statistics_due(epoch):
             tick = time.perf_counter()
             self._recompute_norm_statistics()
@@ -507,6 +536,7 @@ class Trainer:
                "train_accuracy": accum["correct"] / max(accum["seen"], 1), "val_loss": val["loss"],
                "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "seconds": round(accum["seconds"], 3)}
         self.history.append(row)
+        self.model_epoch = epoch
         improved = self._track_best(epoch, row)
         patience = cfg.train.early_stopping_patience
         early_stop = patience > 0 and self.bad_epochs >= patience
@@ -516,6 +546,21 @@ class Trainer:
                               val_macro_f1=row["val_macro_f1"], lr=float(self.optimizer.param_groups[0]["lr"]),
                               seconds=accum["seconds"], improved=improved))
         return early_stop
+
+    def _check_exploding(self, epoch: int, train_loss: float) -> None:
+        chance = math.log(max(2, len(self.data.classes)))
+        if train_loss > DIVERGED_LOSS_FACTOR * chance:
+            raise self._diverged(f"training diverged in epoch {epoch + 1}: the training loss rose to {train_loss:,.1f}, "
+                                 f"where guessing at random scores {chance:.2f}")
+
+    def _diverged(self, message: str) -> TrainingDiverged:
+        # A failed run, not a completed one with a warning: its weights are useless (NaN or far worse than
+        # chance), so nothing should offer them for evaluation, trying or export, and training on wastes time.
+        lr = self.config.optim.lr
+        advice = f"lower the learning rate (optim.lr is {lr:g}; try {lr / 10:g})"
+        if self.config.optim.grad_clip <= 0:
+            advice += " or limit each step with optim.grad_clip=1"
+        return TrainingDiverged(message, advice + ", and start a new run")
 
     # ---- BatchNorm statistics (batchnorm.py) ---------------------------------
     def _norm_statistics_due(self, epoch: int) -> bool:
@@ -657,6 +702,7 @@ class Trainer:
     def _load_net_state(self, state: dict) -> None:
         missing, unexpected = self.built.net.load_state_dict(state["net"], strict=False)
         self.weights_version += 1
+        self.model_epoch = state["epoch"] - 1 if state["step_in_epoch"] == 0 and state["epoch"] > 0 else None
         skipped = self._always_frozen([Segment.from_dict(s) for s in state["segments"]])
         if unexpected or set(missing) - skipped:
             raise RunError("the checkpoint does not match this model; start the run again")
@@ -679,13 +725,14 @@ class Trainer:
         if self.config.train.early_stopping_patience > 0 and (self.run_dir / BEST_FILE).exists():
             self.built.net.load_state_dict(load_file(str(self.run_dir / BEST_FILE), device=str(self.device)))
             self.weights_version += 1
+            self.model_epoch = self.best["epoch"]
             self.norms_version = self.weights_version   # saved right after its epoch's exact statistics
         if self.trained_norms and self.norms_version != self.weights_version:
             self._recompute_norm_statistics()   # stopped inside a segment: the model kept must evaluate right
         self._save_weights(WEIGHTS_FILE)
         metrics = self._final_metrics()
         epochs_done = len(self.history)
-        best_epoch = self.best["epoch"]
+        best_epoch = metrics["best_epoch"] if metrics["best_epoch"] is not None else -1
         # The last checkpoint was written while the weights and predictions were: it is on disk
         # (or its error raised) before the run ends.
         self.checkpoints.wait()
@@ -695,8 +742,12 @@ class Trainer:
 
     def _final_metrics(self) -> dict:
         val = self._evaluate("val", PREDICTIONS_FILE)
+        # The numbers of the model the run gives you, and the best epoch over the whole history (an extension's
+        # early stopping looks at its own epochs only, but the run's best is the best of all of them).
+        metric = self.config.train.early_stopping_metric
         metrics = {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"], "val_loss": val["loss"],
-                   "epochs": len(self.history)}
+                   "epochs": len(self.history), "model_epoch": self.model_epoch,
+                   **best_fields(best_row(self.history, metric), metric)}
         full = {"val": val}
         if self.data.splits.test is not None and len(self.data.splits.test):
             test = self._evaluate("test", "test_predictions.csv")
@@ -712,7 +763,8 @@ class Trainer:
         """How the run used the machine: what a user compares runs by, and the speed benchmarks read."""
         info = {"device": describe_device(self.device), "precision": precision_name(self.amp),
                 "channels_last": self.channels_last, "compiled": bool(self.forward and self.forward.active),
-                "batch_size": self.config.train.batch_size, "train_seconds": round(self.train_seconds, 2)}
+                "batch_size": min(self.config.train.batch_size, len(self.data.splits.train)),   # what a step took
+                "train_seconds": round(self.train_seconds, 2)}
         if self.device.type == "cuda":
             info["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         return info
@@ -735,7 +787,8 @@ class Trainer:
             except OSError:
                 pass
         try:
-            self._emit(RunFailed(self.run_id, time.time(), message=message, advice=advice, error_type=type(exc).__name__))
+            self._emit(RunFailed(self.run_id, time.time(), message=message, advice=advice, error_type=type(exc).__name__,
+                                 resumable=not isinstance(exc, NOT_RESUMABLE)))
         except Exception:  # the store itself may be what failed (disk full): try the smallest write, then give up
             try:
                 self.store.set_status(self.run_id, RunStatus.FAILED, message=message, advice=advice)
@@ -773,7 +826,7 @@ def describe_failure(exc: Exception, config: RunConfig) -> tuple[str, str]:
         return (f"the device ran out of memory with batch size {config.train.batch_size}",
                 "lower train.batch_size, turn on mixed precision, use a smaller image size or freeze more layer groups")
     if isinstance(exc, TransferError):
-        return str(exc), ""
+        return str(exc), getattr(exc, "advice", "")
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
         where = f" while writing {exc.filename}" if exc.filename else ""
         return (f"the disk is full{where}",
@@ -784,6 +837,9 @@ def describe_failure(exc: Exception, config: RunConfig) -> tuple[str, str]:
                 "make the runs directory writable and resume the run, or choose another runs directory")
     return f"{type(exc).__name__}: {exc}", "see log.txt in the run folder; if the data is at fault, check the data report"
 
+
+# Failures of the data or the settings: a resume would run into the same wall, so none is offered.
+NOT_RESUMABLE = (DataError, ConfigError, TrainingDiverged)
 
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}

@@ -143,7 +143,7 @@ def test_run_labels_never_change_while_a_run_trains_and_the_state_goes_beside_th
     running = SimpleNamespace(**{**vars(queued), "status": "running", "best_metrics": {"val_accuracy": 0.5}})
     # Streamlit sends a selection back as its label: the label of a run must not change as it trains.
     assert run_label(queued) == run_label(running) == "first try · 20261126-0101-abc"
-    assert run_state(queued) == "queued" and run_state(running) == "running · best validation accuracy 50.0 %"
+    assert run_state(queued) == "queued" and run_state(running) == "running · your model's validation accuracy 50.0 %"
 
 
 def test_hardware_caption():

@@ -127,7 +127,7 @@ def test_start_pause_resume_stop(app_env, shapes_folder):
     no_exceptions(at)
     assert not [b for b in at.button if b.key in ("run_pause", "run_stop")]
     assert any("badge[stopped]" in m.value for m in at.markdown)
-    assert "Final validation accuracy" in {m.label for m in at.metric}   # the stopped model's own evaluation
+    assert "Validation accuracy (your model)" in {m.label for m in at.metric}   # the stopped model's own evaluation
     partly = any("Stopped before the first epoch ended" in c.value for c in at.caption)
     assert partly == (store.get_run(run_id).epochs_done == 0)
 
@@ -149,17 +149,14 @@ def test_reload_reattaches_to_the_active_run(app_env, shapes_folder):
         wait_for(lambda: not get_store().get_run(run_id).is_active, what="stopped")
 
 
-def test_failed_run_shows_its_reason(app_env, tmp_path):
-    from app.resources import get_store
+def test_data_that_cannot_be_trained_on_blocks_start_with_its_reason(app_env, tmp_path):
+    """One class only: the Data page's report refuses it, so Start stays off instead of making a failed run."""
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,a\nworld,a\nagain,a\n", encoding="utf-8")
     at = open_app("3_train", session={"draft_config": draft(data__path=str(bad), model__name="tiny_bert")})
-    at.button(key="start").click().run()
-    run_id = at.session_state["current_run"]
-    wait_for(lambda: get_store().get_run(run_id).status == RunStatus.FAILED, what="the run to fail")
-    at.run()
     no_exceptions(at)
-    assert any("The run failed" in e.value and "one class" in e.value for e in at.error)
+    assert at.button(key="start").disabled
+    assert any(e.value.startswith("Start needs data that can be read:") and "one class" in e.value for e in at.error)
 
 
 def test_train_page_offers_turning_augmentation_off_when_it_blocks_the_feature_cache(app_env, shapes_folder):

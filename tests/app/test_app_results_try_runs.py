@@ -29,7 +29,7 @@ def test_results_page_shows_metrics_matrix_table_and_gallery(image_run):
     labels = [m.label for m in at.metric]
     assert {"Validation accuracy", "Macro F1", "Validation loss"} <= set(labels)
     captions = [c.value for c in at.caption]
-    assert captions[0].startswith("completed · best validation accuracy")   # the picked run's state, beside the picker
+    assert captions[0].startswith("completed · your model's validation accuracy")   # the picked run's state, beside the picker
     assert any(c.startswith("Trained on cpu in fp32, batch size") for c in captions)
     assert at.get("plotly_chart"), "confusion matrix"
     per_class = at.dataframe[0].value
@@ -95,7 +95,7 @@ def test_runs_page_lists_compares_extends_and_deletes(image_run, app_env, shapes
     no_exceptions(at)
     table = at.dataframe[0].value
     assert set(table["name"]) == {"tiny_cnn test run", "from the cli"}
-    assert {"status", "model", "data", "best val accuracy", "duration (s)"} <= set(table.columns)
+    assert {"status", "model", "data", "val accuracy", "best epoch", "duration (s)"} <= set(table.columns)
     assert len(at.multiselect(key="compare_runs").value) == 2
     at.radio(key="compare_metric").set_value("val_loss").run()
     no_exceptions(at)

@@ -64,6 +64,8 @@ SETTINGS_CASES = [
     ("batch_size_0", "image", ["--batch-size", "0"], "train.batch_size"),
     ("100000_epochs", "image", ["--epochs", "100000"], "train.epochs"),
     ("image_size_0", "image", ["--image-size", "0"], "model.image_size"),
+    ("nan_learning_rate", "image", ["--lr", "nan"], "optim.lr is nan"),
+    ("nan_weight_decay", "image", ["--set", "optim.weight_decay=nan"], "optim.weight_decay is nan"),
 ]
 
 

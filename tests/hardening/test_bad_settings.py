@@ -40,6 +40,8 @@ CASES = [
     ("batch_size_0", "image", {"train__batch_size": 0}, "train.batch_size"),
     ("100000_epochs", "image", {"train__epochs": 100_000}, "train.epochs"),
     ("image_size_0", "image", {"model__image_size": 0}, "model.image_size"),
+    ("nan_weight_decay", "image", {"optim__weight_decay": "nan"}, "optim.weight_decay is nan"),
+    ("infinite_learning_rate", "image", {"optim__lr": "inf"}, "optim.lr is inf"),
 ]
 
 
