@@ -1,38 +1,85 @@
 """Runs page helpers: the table of all runs and the comparison of several."""
 from __future__ import annotations
 
+import math
 import time
 
 import pandas as pd
+import streamlit as st
 
 from transfer_core.events import RunStatus
 
 from .demo import describe_path
+from .ui import fmt_duration, fmt_pct
 
 COMPARE_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validation loss",
                    "train_loss": "Training loss", "train_accuracy": "Training accuracy",
                    "val_macro_f1": "Validation macro F1", "lr": "Learning rate"}
 
+# Column widths in pixels. Together they fit the main area of a 1400-pixel-wide window beside the
+# sidebar (about 1,050 px), so no column hides behind a horizontal scroll bar; long names end in
+# "..." and show whole on hover. The run id is in the run pickers below the table.
+RUNS_TABLE_WIDTHS = {"status": 90, "name": 230, "model": 130, "data": 190, "best val accuracy": 130,
+                     "epochs": 60, "training time": 100, "started": 120}
+MAIN_AREA_WIDTH = 1050
+
+
+def _number(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not math.isnan(x) else None
+
+
+def training_time(r) -> str:
+    """The trainer's own count of training seconds (the wall clock since creation would include time
+    queued and time between a finish and an extension)."""
+    if r.is_active:
+        return "training..."
+    return fmt_duration(_number(r.best_metrics.get("train_seconds")))
+
 
 def runs_table(runs: list) -> pd.DataFrame:
     return pd.DataFrame([{
         "status": r.status, "name": r.name, "model": r.model, "data": describe_path(r.dataset),
-        "best val accuracy": r.best_metrics.get("val_accuracy"), "epochs": r.epochs_done,
-        "duration (s)": round(r.duration), "started": pd.Timestamp(r.created, unit="s", tz="UTC").tz_convert(None),
-        "id": r.id} for r in runs])
+        # in percent: shown with the same digits as the comparison table below
+        "best val accuracy": (100 * acc if (acc := _number(r.best_metrics.get("val_accuracy"))) is not None else None),
+        "epochs": r.epochs_done, "training time": training_time(r),
+        "started": pd.Timestamp(r.created, unit="s", tz="UTC").tz_convert(None)} for r in runs],
+        columns=list(RUNS_TABLE_WIDTHS))
+
+
+def runs_table_config() -> dict:
+    config = {name: st.column_config.Column(width=width) for name, width in RUNS_TABLE_WIDTHS.items()}
+    config["best val accuracy"] = st.column_config.ProgressColumn(
+        format="%.1f %%", min_value=0, max_value=100, width=RUNS_TABLE_WIDTHS["best val accuracy"])
+    config["started"] = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=RUNS_TABLE_WIDTHS["started"])
+    return config
 
 
 def comparison_table(runs: list) -> pd.DataFrame:
+    """Settings and results side by side, as text: percentages as in the table above, "-" where a run
+    has no value (a failed run), never "None"."""
     rows = []
     for r in runs:
-        cfg = r.config or {}
+        cfg, best = r.config or {}, r.best_metrics or {}
+        loss = _number(best.get("val_loss"))
         rows.append({"name": r.name, "status": r.status, "model": r.model,
-                     "layers": cfg.get("freeze", {}).get("preset"), "lr": cfg.get("optim", {}).get("lr"),
-                     "epochs": r.epochs_done, "batch size": cfg.get("train", {}).get("batch_size"),
-                     "best val accuracy": r.best_metrics.get("val_accuracy"),
-                     "val macro F1": r.best_metrics.get("val_macro_f1"), "val loss": r.best_metrics.get("val_loss"),
-                     "id": r.id})
+                     "layers": (cfg.get("freeze", {}).get("preset") or "-").replace("_", " "),
+                     "learning rate": f"{lr:g}" if (lr := _number(cfg.get("optim", {}).get("lr"))) is not None else "-",
+                     "epochs": str(r.epochs_done), "batch size": str(cfg.get("train", {}).get("batch_size") or "-"),
+                     "best val accuracy": fmt_pct(_number(best.get("val_accuracy"))),
+                     "val macro F1": fmt_pct(_number(best.get("val_macro_f1"))),
+                     "val loss": f"{loss:.3f}" if loss is not None else "-"})
     return pd.DataFrame(rows)
+
+
+def default_comparison(runs: list, anchor_id: str | None = None, limit: int = 3) -> list[str]:
+    """The runs compared by default: the followed run (else the newest) and the newest others on the
+    same data. Accuracies on different data sets, or of image against text models, are not comparable."""
+    if not runs:
+        return []
+    anchor = next((r for r in runs if r.id == anchor_id), runs[0])
+    same = [r.id for r in runs if r.id != anchor.id and r.dataset == anchor.dataset
+            and (r.modality or anchor.modality) == (anchor.modality or r.modality)]
+    return [anchor.id, *same][:limit]
 
 
 def settle_dead_runs(store, jobs) -> list[str]:
