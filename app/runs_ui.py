@@ -17,11 +17,11 @@ COMPARE_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validatio
                    "val_macro_f1": "Validation macro F1", "lr": "Learning rate"}
 
 # Column widths in pixels. Together they fit the main area of a 1400-pixel-wide window beside the
-# sidebar (about 1,050 px), so no column hides behind a horizontal scroll bar; long names end in
+# sidebar (about 940 px), so no column hides behind a horizontal scroll bar; long names end in
 # "..." and show whole on hover. The run id is in the run pickers below the table.
-RUNS_TABLE_WIDTHS = {"status": 90, "name": 230, "model": 130, "data": 190, "best val accuracy": 130,
-                     "epochs": 60, "training time": 100, "started": 120}
-MAIN_AREA_WIDTH = 1050
+RUNS_TABLE_WIDTHS = {"status": 85, "name": 180, "model": 125, "data": 155, "best val accuracy": 120,
+                     "epochs": 60, "training time": 95, "started": 110}
+MAIN_AREA_WIDTH = 940
 
 
 def _number(x) -> float | None:
