@@ -21,6 +21,8 @@ COMPARE_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validatio
 # "..." and show whole on hover. The run id is in the run pickers below the table.
 RUNS_TABLE_WIDTHS = {"status": 85, "name": 180, "model": 125, "data": 155, "best val accuracy": 120,
                      "epochs": 60, "training time": 95, "started": 110}
+COMPARE_TABLE_WIDTHS = {"name": 150, "status": 80, "model": 115, "layers": 110, "learning rate": 90, "epochs": 55,
+                        "batch size": 70, "best val accuracy": 120, "val macro F1": 90, "val loss": 60}
 MAIN_AREA_WIDTH = 940
 
 
@@ -68,7 +70,11 @@ def comparison_table(runs: list) -> pd.DataFrame:
                      "best val accuracy": fmt_pct(_number(best.get("val_accuracy"))),
                      "val macro F1": fmt_pct(_number(best.get("val_macro_f1"))),
                      "val loss": f"{loss:.3f}" if loss is not None else "-"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(COMPARE_TABLE_WIDTHS))
+
+
+def comparison_table_config() -> dict:
+    return {name: st.column_config.Column(width=width) for name, width in COMPARE_TABLE_WIDTHS.items()}
 
 
 def default_comparison(runs: list, anchor_id: str | None = None, limit: int = 3) -> list[str]:

@@ -38,7 +38,8 @@ if chosen:
     st.plotly_chart(charts.compare_curves(frame, metric, {i: by_id[i].name for i in chosen},
                                          runs_ui.COMPARE_METRICS[metric]), key="compare_chart",
                     config={"displayModeBar": False})
-    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch")
+    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch",
+                 column_config=runs_ui.comparison_table_config())
 
 st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))

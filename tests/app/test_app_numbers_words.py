@@ -250,6 +250,8 @@ def test_runs_tables_fit_and_say_the_same():
     assert table["training time"].tolist() == ["1 min 03 s", "-"]
     assert "%.1f %%" % table["best val accuracy"][0] == "76.7 %"
     compare = runs_ui.comparison_table(runs)
+    assert list(compare.columns) == list(runs_ui.COMPARE_TABLE_WIDTHS)
+    assert sum(runs_ui.COMPARE_TABLE_WIDTHS.values()) <= runs_ui.MAIN_AREA_WIDTH
     assert compare["best val accuracy"].tolist() == ["76.7 %", "-"]      # as in the table above
     assert compare["val loss"].tolist() == ["0.612", "-"]
     assert "None" not in compare.to_string() and "nan" not in compare.to_string()

@@ -38,7 +38,9 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(ratings_zip(tmp_path / "ratings.zip")))
     expect(page.get_by_role("heading", name="Using: your upload ratings.zip")).to_be_visible(timeout=120_000)
     expect(page.get_by_text("Samples per class", exact=True)).to_be_visible(timeout=60_000)
-    axis = page.locator(".js-plotly-plot .xtick text").all_text_contents()
+    ticks = page.locator(".js-plotly-plot .xtick text")
+    expect(ticks).to_have_count(3, timeout=30_000)          # the chart is drawn a moment after its title
+    axis = ticks.all_text_contents()
     assert axis == ["1", "2", "3"], axis                      # one tick per class, named
     no_error_boxes(page)
     screenshot(page, "20_data_numeric_classes")
@@ -67,7 +69,7 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     epochs.fill("4")
     epochs.press("Enter")
     expect(page.get_by_text("--epochs 4", exact=False)).to_be_attached(timeout=30_000)
-    page.get_by_label("Run name (optional)").fill("ratings")
+    page.get_by_label("Run name (optional)").fill("ratings 1-3, head only, learning rate 0.002, four epochs")
     page.get_by_label("Run name (optional)").press("Enter")
     wait_until_idle(page)
     page.get_by_role("button", name="Start training").click()
@@ -78,8 +80,9 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
 
     sidebar(page, "Results")
     expect(page.get_by_text("Confusion matrix (validation)")).to_be_visible(timeout=60_000)
-    matrix = page.locator(".js-plotly-plot").first
-    assert matrix.locator(".ytick text").all_text_contents() == ["1", "2", "3"]   # every row named
+    rows = page.locator(".js-plotly-plot").first.locator(".ytick text")
+    expect(rows).to_have_count(3, timeout=30_000)
+    assert rows.all_text_contents() == ["1", "2", "3"]       # every row named
     no_error_boxes(page)
     screenshot(page, "24_results_numeric_matrix")
 
@@ -88,8 +91,9 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     shape_image("square", 999, size=32).save(sample)
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(sample))
     expect(page.get_by_text(re.compile(r"^Prediction: [123] "))).to_be_visible(timeout=120_000)
-    bars = page.locator(".js-plotly-plot").first.locator(".ytick text").all_text_contents()
-    assert sorted(bars) == ["1", "2", "3"], bars               # the bars carry their class names
+    bars = page.locator(".js-plotly-plot").first.locator(".ytick text")
+    expect(bars).to_have_count(3, timeout=30_000)
+    assert sorted(bars.all_text_contents()) == ["1", "2", "3"]               # the bars carry their class names
     no_error_boxes(page)
     screenshot(page, "25_try_numeric_top_predictions")
 
@@ -98,7 +102,8 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     page.get_by_role("button", name="Extend").click()
     expect(page.get_by_role("heading", name="Train", level=1)).to_be_visible(timeout=60_000)
     expect(page.get_by_text("completed", exact=True)).to_be_visible(timeout=300_000)
-    time_text = page.get_by_test_id("stMetric").filter(has_text="Training time").inner_text()
+    wait_until_idle(page)     # the page reruns once when the run ends; read the metric after that
+    time_text = page.get_by_test_id("stMetric").filter(has_text="Training time").first.inner_text()
     assert "min" not in time_text, time_text                   # seconds of training, not the time since creation
     screenshot(page, "26_train_extended")
 
