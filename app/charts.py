@@ -20,17 +20,28 @@ def _layout(fig: go.Figure, height: int = 320, **kwargs) -> go.Figure:
     return fig
 
 
+def category_axis(labels: list) -> dict:
+    """Axis settings that keep class names as names. Plotly reads names like "0".."9" or "1".."5" as
+    numbers: it would place them on a numeric scale, label only some ticks (0, 2, 4...) and drop
+    names from horizontal bars. Every class gets its own tick, in the given order."""
+    names = [str(x) for x in labels]
+    return dict(type="category", categoryorder="array", categoryarray=names, tickmode="array",
+                tickvals=names, ticktext=names)
+
+
 def class_counts(counts: dict[str, int], split_counts: dict[str, dict[str, int]] | None = None) -> go.Figure:
     """Samples per class; stacked by split (train / val / test) when the split is known."""
     classes = list(counts)
+    names = [str(c) for c in classes]
     fig = go.Figure()
     if split_counts:
         for split, per_class in split_counts.items():
-            fig.add_bar(name=split, x=classes, y=[per_class.get(c, 0) for c in classes],
+            fig.add_bar(name=split, x=names, y=[per_class.get(c, 0) for c in classes],
                         marker_color=SPLIT_COLOURS.get(split))
         fig.update_layout(barmode="stack")
     else:
-        fig.add_bar(name="samples", x=classes, y=[counts[c] for c in classes], marker_color=TRAIN_COLOUR)
+        fig.add_bar(name="samples", x=names, y=[counts[c] for c in classes], marker_color=TRAIN_COLOUR)
+    fig.update_xaxes(**category_axis(names))
     fig.update_yaxes(title="samples")
     return _layout(fig, title="Samples per class")
 
@@ -83,7 +94,9 @@ def compare_curves(frame: pd.DataFrame, metric: str, names: dict[str, str], titl
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=metric.replace("_", " "))
     if "accuracy" in metric or "f1" in metric:
-        fig.update_yaxes(tickformat=".0%")
+        # The whole 0-100 % scale: zoomed to the runs' own spread (say 75-79 %), noise between
+        # epochs and runs would look like a trend.
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     return _layout(fig, title=title or metric.replace("_", " ").capitalize(), hovermode="closest")
 
 
@@ -93,21 +106,23 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: boo
     if normalise:
         z = [[v / s if (s := sum(row)) else 0.0 for v in row] for row in z]
     text = [[(f"{v:.0%}" if normalise else f"{int(v)}") for v in row] for row in z]
-    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=text, texttemplate="%{text}",
+    names = [str(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", showscale=False))
-    fig.update_yaxes(autorange="reversed", title="true class")
-    fig.update_xaxes(title="predicted class", side="bottom")
+    fig.update_yaxes(autorange="reversed", title="true class", **category_axis(names))
+    fig.update_xaxes(title="predicted class", side="bottom", **category_axis(names))
     size = max(320, min(900, 60 + 42 * len(classes)))
     return _layout(fig, height=size, title="Confusion matrix (validation)")
 
 
 def top_k(top: list[dict]) -> go.Figure:
     """Horizontal bars of the top-k labels, most likely on top."""
-    labels = [t["label"] for t in top][::-1]
+    labels = [str(t["label"]) for t in top][::-1]
     probs = [t["probability"] for t in top][::-1]
     fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=TRAIN_COLOUR,
                            text=[f"{p:.1%}" for p in probs], textposition="auto"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title="probability")
+    fig.update_yaxes(**category_axis(labels))
     return _layout(fig, height=max(200, 60 + 40 * len(labels)), title="Top predictions", hovermode="closest")
 
 

@@ -15,9 +15,14 @@ from .demo import DEMOS, demo_config
 from .state import replace_draft
 
 SOURCES = ("Demo set", "Images (.zip)", "Images + label CSV", "Text file", "Webcam")
+EARLIER = "data_by_source"     # session state: the data last used from each source
+WAITING = {"Demo set": "Pick a demo set above.", "Images (.zip)": "Upload a zip of images above.",
+           "Images + label CSV": "Select the images and their label CSV above.",
+           "Text file": "Upload a text file above.", "Webcam": "Take photos of each class above."}
 
 
 def default_source(cfg: RunConfig) -> str:
+    """The source the draft's data came from."""
     path = cfg.data.path
     if not path or path.startswith("demo:"):
         return "Demo set"
@@ -26,7 +31,37 @@ def default_source(cfg: RunConfig) -> str:
         return "Webcam"
     if p.suffix.lower() == ".zip":
         return "Images + label CSV" if p.name == "images_with_labels.zip" else "Images (.zip)"
+    if p.is_dir():       # an image folder named in a loaded config or on the command line
+        return "Images (.zip)"
     return "Text file"
+
+
+def choose(source: str, cfg: RunConfig) -> bool:
+    """Draw `source`'s widgets; True when the draft's data comes from it. Streamlit forgets an uploader's
+    file once the uploader is not drawn (another source picked, another page visited): coming back to a
+    source goes back to the data last used from it, instead of an empty uploader beside other data."""
+    earlier = st.session_state.setdefault(EARLIER, {})
+    before = earlier.get(source)
+    if default_source(cfg) != source and before and _still_there(before["path"]):
+        data_ui.use_data(cfg, before["path"], None, text_column=before["text_column"],
+                         label_column=before["label_column"])
+        cfg.model.name = before["model"]
+    PICKERS[source](cfg)
+    if not cfg.data.path.strip() or default_source(cfg) != source:
+        return False
+    earlier[source] = {"path": cfg.data.path, "text_column": cfg.data.text_column,
+                       "label_column": cfg.data.label_column, "model": cfg.model.name}
+    return True
+
+
+def _still_there(path: str) -> bool:
+    return path.startswith("demo:") or Path(path).exists()
+
+
+def _in_use(cfg: RunConfig, source: str) -> None:
+    """Under an empty uploader: say which earlier upload is still in use."""
+    if cfg.data.path.strip() and default_source(cfg) == source and not cfg.data.path.startswith("demo:"):
+        st.caption(f"In use: {Path(cfg.data.path).name}, chosen earlier. Upload another to replace it.")
 
 
 def demo_picker(cfg: RunConfig) -> None:
@@ -56,6 +91,8 @@ def zip_upload(cfg: RunConfig) -> None:
         path = data_ui.store_upload(up, "zip")
         if cfg.data.path != str(path):
             data_ui.use_data(cfg, str(path), "image")
+    else:
+        _in_use(cfg, "Images (.zip)")
 
 
 def images_csv_upload(cfg: RunConfig) -> None:
@@ -67,6 +104,8 @@ def images_csv_upload(cfg: RunConfig) -> None:
         path = data_ui.zip_images_with_labels(images, labels)
         if cfg.data.path != str(path):
             data_ui.use_data(cfg, str(path), "image")
+    elif not images and labels is None:
+        _in_use(cfg, "Images + label CSV")
 
 
 def text_upload(cfg: RunConfig) -> None:
@@ -126,3 +165,7 @@ def webcam(cfg: RunConfig) -> None:
         data_ui.use_data(cfg, str(path), "image")
     if right.button("Clear photos", key="cam_clear"):
         captures.clear()
+
+
+PICKERS = {"Demo set": demo_picker, "Images (.zip)": zip_upload, "Images + label CSV": images_csv_upload,
+           "Text file": text_upload, "Webcam": webcam}

@@ -26,6 +26,8 @@ from .resources import new_upload_dir
 TEXT_TYPES = ["csv", "tsv", "jsonl", "ndjson"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 THUMBS_PER_CLASS = 8
+THUMB_WIDTH = 96           # pixels
+CAPTION_CHARS = 12         # what fits on one line under a thumbnail
 MAX_CLASSES_SHOWN = 20
 
 
@@ -187,13 +189,23 @@ def show_samples(dataset) -> None:
             items = by_class[label][:THUMBS_PER_CLASS]
             st.markdown(f"**{label}** · {len(by_class[label])} images")
             try:
-                st.image([s.input for s in items], width=72, caption=[Path(s.id).name[:14] for s in items])
+                st.image([s.input for s in items], width=THUMB_WIDTH, caption=[thumb_caption(s.id) for s in items])
             except Exception:
                 st.caption("Some images could not be shown (see the data report).")
     else:
         rows = [{"label": label, "text": s.input[:300] + ("..." if len(s.input) > 300 else "")}
                 for label in classes for s in by_class[label][:3]]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def thumb_caption(sample_id: str, limit: int = CAPTION_CHARS) -> str:
+    """A file's name short enough for one line under a thumbnail. A longer one would break inside
+    the name; its middle goes, since the end (often a number) tells files of one class apart."""
+    name = Path(str(sample_id)).stem or str(sample_id)
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 2
+    return name[:limit - 1 - tail] + "…" + name[-tail:]
 
 
 def camera_bytes(image) -> bytes:

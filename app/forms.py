@@ -28,6 +28,7 @@ LABELS = {
     "augment.random_resized_crop": "Random crops", "augment.color_jitter": "Colour jitter",
     "freeze.lr_decay": "Learning-rate decay per layer group", "freeze.train_bn": "Let BatchNorm adapt",
     "freeze.staged_lr_factor": "Learning-rate factor after unfreezing",
+    "freeze.top_k": "Groups that train (k, counting the head)",
 }
 
 

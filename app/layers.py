@@ -52,6 +52,10 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
     gap = frozen_gap(names, tuple(trainable))
     if gap:
         st.warning(gap[0].upper() + gap[1:] + ".", icon=":material/warning:")
+    if cfg.freeze.preset == "top_k":
+        trained = [n for n in names if n in trainable]
+        st.caption(f"k = {cfg.freeze.top_k}: " + (", ".join(f"`{n}`" for n in trained)) +
+                   (" train (the head counts as one of the k)." if len(trained) > 1 else " trains: the head alone."))
     if cfg.freeze.preset == "staged":
         st.caption(f"Staged: only `{names[-1]}` trains for the first {cfg.freeze.staged_head_epochs} epoch(s); "
                    "then every group shown as training here trains.")
@@ -60,20 +64,24 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
     cut = cache_cut(built, tuple(n for n in names if n in trainable), cfg)
     cached = cut is not None
     device = model_ui.current_device(cfg.train.device)
-    per_sample = model_ui.seconds_per_sample(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length, device)
+    sizes = (cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length, device)
+    per_sample = model_ui.seconds_per_sample(*sizes)
+    # Timing a training step costs a few seconds once per model: only when more than the head trains.
+    train_per_sample = model_ui.seconds_per_train_sample(*sizes) if not (cached and cut == len(names) - 1) else None
     est = model_ui.estimate([{**g} for g in groups], trainable, modality=modality, batch_size=cfg.train.batch_size,
                             image_size=cfg.model.image_size, max_length=cfg.model.max_length, n_train=n_train,
-                            n_val=n_val, per_sample=per_sample, cached=cached)
+                            n_val=n_val, per_sample=per_sample, cached=cached, train_per_sample=train_per_sample)
     cols = st.columns(5)
     cols[0].metric("Trainable parameters", fmt_int(est["trainable"]),
                    help=f"{est['trainable']:,} of {est['total']:,} ({est['trainable'] / max(1, est['total']):.1%})")
     cols[1].metric("Total parameters", fmt_int(est["total"]))
     cols[2].metric("Memory (rough)", fmt_bytes(est["memory"]),
                    help=f"Weights, gradients and optimizer state, plus activations at batch size {cfg.train.batch_size}.")
-    timing_help = (f"Estimated from the model's speed measured here on {device}, for {n_train:,} training and "
-                   f"{n_val:,} validation examples. Slower while another run trains.")
-    cols[3].metric(f"First epoch ({device})", fmt_duration(est["first_epoch"]), help=timing_help)
-    cols[4].metric("Each later epoch", fmt_duration(est["later_epoch"]), help=timing_help)
+    timing_help = (f"Estimated from a forward pass and a training step of this model timed here on {device}, for "
+                   f"{n_train:,} training and {n_val:,} validation examples. Rough: slower while another run trains, "
+                   "and texts shorter than the maximum length train faster.")
+    cols[3].metric(f"First epoch ({device}, rough)", fmt_duration(est["first_epoch"]), help=timing_help)
+    cols[4].metric("Each later epoch (rough)", fmt_duration(est["later_epoch"]), help=timing_help)
     if cached and cut == len(names) - 1:
         st.caption(f"Only the head trains, so each example goes through the frozen layers once "
                    f"(first epoch about {fmt_duration(est['first_epoch'])}); later epochs take a fraction of a second.")

@@ -7,7 +7,7 @@ import streamlit as st
 from transfer_core.events import RunStatus
 
 from . import charts
-from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting
+from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting, training_seconds
 from .resources import get_jobs, get_store
 from transfer_core.summary import best_note
 
@@ -33,7 +33,8 @@ def _fragment(run_id: str, was_active: bool) -> None:
 
 def _draw(run_id: str, was_active: bool) -> None:
     store, jobs = get_store(), get_jobs()
-    record, events, steps, epochs, prog = live_snapshot(store, run_id, MAX_STEP_POINTS)
+    # queue_position counts the run training on the device among those ahead (0: this one is being set up)
+    record, events, steps, epochs, prog = live_snapshot(store, run_id, MAX_STEP_POINTS, jobs.queue_position(run_id))
     if was_active and not record.is_active:
         st.rerun()   # it just ended: redraw the page once, with polling off
 
@@ -63,7 +64,7 @@ def _draw(run_id: str, was_active: bool) -> None:
     elif record.is_active:
         st.info("The loss, accuracy and learning-rate curves appear here after the first training steps.",
                 icon=":material/hourglass_top:")
-    _summary(record, epochs)
+    _summary(record, events, epochs)
 
 
 def _controls(record, jobs) -> None:
@@ -73,7 +74,7 @@ def _controls(record, jobs) -> None:
         st.caption("This run was started outside this app (for example from the command line); "
                    "control it where it was started. Its progress is shown here as it happens.")
         return
-    pause_col, stop_col, note_col = st.columns([1, 1, 4])
+    pause_col, stop_col, _ = st.columns([1, 1, 4])
     with friendly("control the run"):
         if record.status == RunStatus.PAUSED:
             if pause_col.button("Resume", key="run_resume", icon=":material/play_arrow:", type="primary"):
@@ -86,12 +87,9 @@ def _controls(record, jobs) -> None:
         if stop_col.button("Stop", key="run_stop", icon=":material/stop:"):
             jobs.stop(record.id)
             st.toast("Stopping: saving a checkpoint and measuring the model as it is now...")
-    position = jobs.queue_position(record.id)
-    if position:
-        note_col.caption(f"Queued: {position} run(s) ahead of this one (the one training counts).")
 
 
-def _summary(record, epochs) -> None:
+def _summary(record, events, epochs) -> None:
     best = record.best_metrics or {}
     cols = st.columns(4)
     # One meaning (transfer_core/summary.py): the numbers of the model the run gives you; while it
@@ -102,7 +100,8 @@ def _summary(record, epochs) -> None:
     cols[1].metric("Validation loss (your model)",
                    f"{best['val_loss']:.3f}" if charts.finite(best.get("val_loss")) else "-", help=help_text)
     cols[2].metric("Epochs done", record.epochs_done)
-    cols[3].metric("Time", fmt_duration(record.duration))
+    cols[3].metric("Training time", fmt_duration(training_seconds(record, events, epochs)),
+                   help="Time spent training; time in the queue or between a finish and an extension does not count.")
     if record.status == RunStatus.STOPPED and record.epochs_done == 0 and best:
         st.caption("Stopped before the first epoch ended: these numbers are of the partly trained model.")
     note = best_note(best)

@@ -17,8 +17,9 @@ PRESETS = {
                            "Only the new head trains; every pretrained layer stays frozen. Fastest, least memory, "
                            "hardest to overfit: the best start, especially with little data (tens of examples per class)."),
     "top_k": ("Top k groups",
-              "The head and the k groups just below it train; the rest stay frozen. A middle ground with a few "
-              "hundred examples per class, or when your data looks different from the pretraining data."),
+              "The top k groups train, counting the head: k = 1 is the head only, k = 2 the head and the group "
+              "just below it; the rest stay frozen. A middle ground with a few hundred examples per class, or when "
+              "your data looks different from the pretraining data."),
     "full": ("Full fine-tuning",
              "Every layer trains. Can give the best accuracy with plenty of data (thousands of examples) but is the "
              "slowest, needs the most memory and can overfit small data; use a low learning rate (e.g. 0.0001)."),
@@ -92,11 +93,7 @@ def seconds_per_sample(name: str, classes: tuple, image_size: int, max_length: i
     built = built_model(name, classes, image_size, max_length)
     net = built.net.to(device).eval()
     batch = 8
-    if built.modality == "image":
-        inputs = {"pixel_values": torch.randn(batch, 3, image_size, image_size, device=device)}
-    else:
-        ids = torch.randint(1000, 2000, (batch, max_length), device=device)
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs = _example_batch(built, batch, image_size, max_length, device)
     best = float("inf")
     with torch.inference_mode():
         for _ in range(3):
@@ -109,13 +106,66 @@ def seconds_per_sample(name: str, classes: tuple, image_size: int, max_length: i
     return best / batch
 
 
+def _example_batch(built, batch: int, image_size: int, max_length: int, device: str) -> dict:
+    import torch
+
+    if built.modality == "image":
+        return {"pixel_values": torch.randn(batch, 3, image_size, image_size, device=device)}
+    ids = torch.randint(1000, 2000, (batch, max_length), device=device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+@st.cache_data(show_spinner="Timing a training step on this machine...", max_entries=16)
+def seconds_per_train_sample(name: str, classes: tuple, image_size: int, max_length: int, device: str) -> float:
+    """Seconds per sample of a training step of the whole network (forward and backward, in train
+    mode, in the memory layout the trainer uses), measured on one small batch: best of two after a
+    warm-up step. The backward pass costs a different multiple of the forward pass per network and
+    machine (depthwise convolutions on a CPU: far more than twice), so it is measured, not assumed.
+    Runs on a copy: the cached model is shared by every session and must not change."""
+    import copy
+
+    import torch
+
+    from transfer_core.devices import use_channels_last
+
+    built = built_model(name, classes, image_size, max_length)
+    net = copy.deepcopy(built.net).to(device).train()
+    for p in net.parameters():
+        p.requires_grad_(True)
+    channels_last = use_channels_last(net, torch.device(device), built.modality)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    batch = 8
+    inputs = _example_batch(built, batch, image_size, max_length, device)
+    if channels_last:
+        inputs = {k: v.contiguous(memory_format=torch.channels_last) for k, v in inputs.items()}
+    targets = torch.randint(0, len(classes), (batch,), device=device)
+    best = float("inf")
+    for attempt in range(3):
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(net(**inputs), targets)
+        loss.backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+        net.zero_grad(set_to_none=True)
+    del net
+    return best / batch
+
+
 def current_device(name: str = "auto") -> str:
     return str(pick_device(name))
 
 
 def estimate(groups: list[dict], trainable: set[str], *, modality: str, batch_size: int, image_size: int,
-             max_length: int, n_train: int, n_val: int, per_sample: float | None, cached: bool) -> dict:
-    """Rough training memory (bytes) and seconds for the first and later epochs."""
+             max_length: int, n_train: int, n_val: int, per_sample: float | None, cached: bool,
+             train_per_sample: float | None = None) -> dict:
+    """Rough training memory (bytes) and seconds for the first and later epochs.
+
+    per_sample: a forward pass (inference) per sample; train_per_sample: a training step of the whole
+    network per sample, both measured here. The trained groups cost their share of the training step,
+    the frozen groups below them a forward pass (or nothing after the first epoch where cached)."""
     total = sum(g["params"] for g in groups)
     trained = sum(g["params"] for g in groups if g["group"] in trainable)
     names = [g["group"] for g in groups]
@@ -125,12 +175,13 @@ def estimate(groups: list[dict], trainable: set[str], *, modality: str, batch_si
     memory = total * 4 + trained * 4 * 3 + batch_size * elements * ACTIVATION_FACTOR[modality] * max(depth, 0.02)
     out = {"memory": memory, "total": total, "trainable": trained, "first_epoch": None, "later_epoch": None}
     if per_sample:
+        train = train_per_sample or 3 * per_sample   # without a measurement: backward twice the forward
         forward_all = (n_train + n_val) * per_sample
         if cached:   # the frozen groups below the lowest trained one run once, in the first epoch
-            later = n_train * per_sample * 3 * depth + n_val * per_sample * depth
+            later = n_train * train * depth + n_val * per_sample * depth
             out["later_epoch"] = max(0.05, n_train * 2e-5, later)
             out["first_epoch"] = forward_all + (later if depth else 0.0)
         else:
-            epoch = n_train * per_sample * (1 + 2 * depth) + n_val * per_sample
+            epoch = n_train * (per_sample * (1 - depth) + train * depth) + n_val * per_sample
             out["first_epoch"] = out["later_epoch"] = epoch
     return out

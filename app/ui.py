@@ -111,3 +111,4 @@ def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str
     chosen = st.selectbox(label, ids, key=key, format_func=lambda i: run_label(by_id[i]))
     st.caption(run_state(by_id[chosen]))
     return by_id[chosen]
+

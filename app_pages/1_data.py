@@ -15,14 +15,15 @@ st.caption("Labelled examples of each class you want the model to tell apart. Mo
 if "data_source" not in st.session_state:
     st.session_state["data_source"] = data_sources.default_source(cfg)
 source = st.radio("Where is your data?", data_sources.SOURCES, horizontal=True, key="data_source")
+chosen = False
 with friendly("use this data"):
-    {"Demo set": data_sources.demo_picker, "Images (.zip)": data_sources.zip_upload,
-     "Images + label CSV": data_sources.images_csv_upload, "Text file": data_sources.text_upload,
-     "Webcam": data_sources.webcam}[source](cfg)
+    chosen = data_sources.choose(source, cfg)
 save_draft(cfg)
 
-if not has_data(cfg):
-    st.info("Choose a demo set or upload your data to see what is in it.")
+if not chosen:
+    # The draft keeps its earlier data until this source gives some: say so, rather than a report on it.
+    still = f" Until then, new runs use {describe_path(cfg.data.path)}." if has_data(cfg) else ""
+    st.info(f"{data_sources.WAITING[source]}{still}")
     st.stop()
 
 st.subheader(f"Using: {describe_path(cfg.data.path)}")

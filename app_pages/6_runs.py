@@ -21,16 +21,16 @@ for r in runs:
         st.info(f"**{r.name}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
                 icon=":material/model_training:")
 
-st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config={
-    "val accuracy": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1,
-                                                    help="Of the model the run gives you (while it trains: the latest epoch)."),
-    "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config=runs_ui.runs_table_config())
 if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
     st.rerun()
 
 st.subheader("Compare")
-chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min(3, len(by_id))], max_selections=10,
-                        format_func=lambda i: run_label(by_id[i]), key="compare_runs")
+default = runs_ui.default_comparison(runs, current_run_id(store, attach_active=False))
+chosen = st.multiselect("Runs to compare", list(by_id), default=default, max_selections=10,
+                        format_func=lambda i: run_label(by_id[i]), key="compare_runs",
+                        help="At first the runs on the same data as the latest one: accuracies on other data "
+                             "(or of image against text models) are not comparable.")
 if chosen:
     metric = st.radio("Metric", list(runs_ui.COMPARE_METRICS), horizontal=True, key="compare_metric",
                       format_func=runs_ui.COMPARE_METRICS.get)
@@ -38,7 +38,8 @@ if chosen:
     st.plotly_chart(charts.compare_curves(frame, metric, {i: by_id[i].name for i in chosen},
                                          runs_ui.COMPARE_METRICS[metric]), key="compare_chart",
                     config={"displayModeBar": False})
-    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch")
+    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch",
+                 column_config=runs_ui.comparison_table_config())
 
 st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
@@ -66,7 +67,8 @@ with friendly("change the run"):
         st.warning(f"Delete run **{record.name}** (`{record.id}`) with its metrics, checkpoints and weights? "
                    "This cannot be undone.")
         yes, no = st.columns(2)
-        if yes.button("Yes, delete it", type="primary", key="run_delete_yes"):
+        # A plain button in red: the primary (blue) style marks the step the page expects next.
+        if yes.button(":red[Yes, delete it]", type="secondary", icon=":material/delete_forever:", key="run_delete_yes"):
             store.delete_run(record.id)
             st.session_state.pop("confirm_delete", None)
             if st.session_state.get("current_run") == record.id:

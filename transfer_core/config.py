@@ -62,7 +62,7 @@ class FreezeConfig:
     preset: str = _field("feature_extraction", "Which layer groups train: feature_extraction (head only), top_k (the top k groups), "
                                                "full (everything), staged (head first, then everything at a lower rate), custom (the list below).",
                          choices=FREEZE_PRESETS)
-    top_k: int = _field(2, "With top_k: how many groups, counted from the head, are trained.", min=1, max=1000)
+    top_k: int = _field(2, "With top_k: how many groups train, counting the head (1: the head only; 2: the head and the group below it).", min=1, max=1000)
     staged_head_epochs: int = _field(1, "With staged: epochs that train the head alone before everything is unfrozen.", min=1, max=1000)
     staged_lr_factor: float = _field(0.5, "With staged: the learning rate is multiplied by this when everything is unfrozen.", min=1e-4, max=1.0, advanced=True)
     lr_decay: float = _field(1.0, "Discriminative learning rates: each group further from the head gets the rate of the group above times this (1: same rate everywhere).",

@@ -89,8 +89,8 @@ def test_progress_from_the_store_view():
     assert (p.epoch, p.step_in_epoch, p.steps_per_epoch) == (2, 5, 10)
     assert p.fraction == pytest.approx(15 / 40)
     assert p.seconds_left == pytest.approx(25.0)       # 25 steps left at one step per second
-    assert "Epoch 2/4" in p.text() and "32 samples/s" in p.text()
-    waiting = progress(SimpleNamespace(status="queued"), [], steps.head(0), epochs.head(0))
+    assert "Epoch 2/4" in p.text() and "10 s per epoch" in p.text()
+    waiting = progress(SimpleNamespace(status="queued"), [], steps.head(0), epochs.head(0), runs_ahead=1)
     assert not waiting.started and "Queued" in waiting.text()
 
 

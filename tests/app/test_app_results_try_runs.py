@@ -95,7 +95,7 @@ def test_runs_page_lists_compares_extends_and_deletes(image_run, app_env, shapes
     no_exceptions(at)
     table = at.dataframe[0].value
     assert set(table["name"]) == {"tiny_cnn test run", "from the cli"}
-    assert {"status", "model", "data", "val accuracy", "best epoch", "duration (s)"} <= set(table.columns)
+    assert {"status", "model", "data", "val accuracy", "best epoch", "training time"} <= set(table.columns)
     assert len(at.multiselect(key="compare_runs").value) == 2
     at.radio(key="compare_metric").set_value("val_loss").run()
     no_exceptions(at)

@@ -151,7 +151,7 @@ def _class_findings(report: DataReport, splits: Splits | None) -> None:
         if report.imbalance_ratio >= IMBALANCE_WARNING:
             big, small = max(counts, key=counts.get), min(counts, key=counts.get)
             report.add("warning", "imbalance", f"Class '{big}' has {report.imbalance_ratio:g} times as many samples as class '{small}'.",
-                "Add samples to the small classes or cap the large ones with data.max_per_class.")
+                "Add samples to the small classes, or cap the large ones with a maximum number of samples per class.")
 
 
 def _duplicate_findings(ds: Dataset, keys: list[str], report: DataReport) -> None:
@@ -166,7 +166,8 @@ def _duplicate_findings(ds: Dataset, keys: list[str], report: DataReport) -> Non
     if report.duplicate_groups:
         extra = sum(len(g) - 1 for g in report.duplicate_groups)
         report.add("warning", "duplicates", f"{extra} sample(s) are exact copies of others (e.g. {_names(report.duplicate_groups[0][:2])}).",
-            "Keep data.dedupe on so copies are dropped before splitting.")
+            "Nothing, if they are accidental copies: duplicate removal (on by default) drops them before splitting. "
+            "If they should be different examples, check the files.")
     if report.conflicting_labels:
         report.add("warning", "conflicting_labels", f"{len(report.conflicting_labels)} group(s) of identical samples carry different labels (e.g. {_names(report.conflicting_labels[0][:2])}).",
             "Correct the labels so each example has one class.")
@@ -180,7 +181,7 @@ def _leakage_findings(splits: Splits, modality: str, report: DataReport) -> None
             report.leaked_ids += [s.id for s in part.samples if content_key(s, modality) in train_keys]
     if report.leaked_ids:
         report.add("warning", "leakage", f"{len(report.leaked_ids)} validation/test sample(s) also appear in the training data, so scores will look better than they are.",
-            "Turn on data.dedupe or remove these copies from the validation data.")
+            "Turn duplicate removal on (it is on by default) or remove these copies from the validation data.")
 
 
 def _text_findings(ds: Dataset, report: DataReport, tokenizer, max_length: int | None) -> None:
@@ -204,7 +205,7 @@ def _text_findings(ds: Dataset, report: DataReport, tokenizer, max_length: int |
     if share > 0:
         report.add("warning" if share >= TRUNCATION_WARNING else "info", "truncation",
             f"{share:.0%} of texts are longer than {max_length} tokens and will be cut.",
-            f"Raise model.max_length (e.g. {min(512, max_length * 2)}) if the end of long texts matters.")
+            f"Raise the maximum text length (e.g. to {min(512, max_length * 2)} tokens) if the end of long texts matters.")
 
 
 def _image_findings(ds: Dataset, report: DataReport) -> None:

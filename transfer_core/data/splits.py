@@ -25,7 +25,8 @@ def dedupe(ds: Dataset) -> tuple[Dataset, int]:
             keep.append(i)
     out = ds.subset(keep)
     if removed:
-        out.warnings.append(f"Removed {len(removed)} exact duplicate(s), keeping the first copy of each.")
+        # Listed as skipped, not as a warning: the data report already has a finding for the copies,
+        # and a second one (about their removal) would show the same thing twice.
         out.skipped.extend((sample_id, "duplicate") for sample_id in removed)
     return out, len(removed)
 
