@@ -5,9 +5,9 @@ script directly (bypassing this router) until the first visit to the root page o
 """
 import streamlit as st
 
-from app.ui import show_error
+from app.ui import page_icon, show_error
 
-st.set_page_config(page_title="Transfer Studio", page_icon=":material/model_training:", layout="wide")
+st.set_page_config(page_title="Transfer Studio", page_icon=page_icon(), layout="wide")
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

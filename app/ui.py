@@ -112,3 +112,17 @@ def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str
     st.caption(run_state(by_id[chosen]))
     return by_id[chosen]
 
+
+
+@st.cache_resource
+def page_icon():
+    """The browser tab's icon, drawn here: a ":material/...:" or emoji icon makes every page load fetch it
+    from a font or emoji server, and the app makes no outside request. Three stacked layers, the top one
+    (the head) highlighted."""
+    from PIL import Image, ImageDraw
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for i, colour in enumerate(((120, 144, 156), (120, 144, 156), (255, 75, 75))):
+        top = 42 - i * 16
+        draw.rounded_rectangle((6, top, 58, top + 12), radius=4, fill=colour + (255,))
+    return image
