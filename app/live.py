@@ -7,6 +7,7 @@ import streamlit as st
 from transfer_core.events import RunStatus
 
 from . import charts
+from .forms import label_for
 from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting, training_seconds
 from .resources import get_jobs, get_store
 from transfer_core.summary import best_note
@@ -106,7 +107,8 @@ def _summary(record, events, epochs) -> None:
         st.caption("Stopped before the first epoch ended: these numbers are of the partly trained model.")
     note = best_note(best)
     if note:
-        tip = " Early stopping (train.early_stopping_patience) keeps the best epoch's weights." \
+        tip = (f" To keep the best epoch's weights, turn on early stopping ('{label_for('train.early_stopping_patience')}' "
+               "under Advanced settings below).") \
             if not (record.config or {}).get("train", {}).get("early_stopping_patience") else ""
         st.caption(f"{sentence(note[0].upper() + note[1:])}{tip}")
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):

@@ -124,3 +124,14 @@ def test_cpu_layout_benchmark_prints_a_row_per_model():
     assert out.returncode == 0, out.stderr
     row = [line for line in out.stdout.splitlines() if line.startswith("tiny_cnn")]
     assert len(row) == 1 and row[0].rstrip().endswith("yes") and row[0].count("x") >= 3, out.stdout
+
+
+@pytest.mark.slow
+def test_batchnorm_gap_script_prints_its_table():
+    # A smoke run of benchmarks/batchnorm_gap.py at the smallest size (its numbers are in docs/batchnorm.md).
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batchnorm_gap.py"), "--per-class", "4",
+                          "--epochs", "1", "--image-size", "32"], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "method" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == ["engine", "plain PyTorch loop", "plain loop + swa_utils.update_bn"]
