@@ -347,7 +347,8 @@ class Trainer:
         self.seg_index = index
         apply_trainable(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
         groups = optimizer_param_groups(self.built, seg.trainable, lr=cfg.optim.lr * seg.lr_factor,
-                                        lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay)
+                                        lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay,
+                                        body_lr_factor=cfg.freeze.body_lr_factor)
         self.optimizer = build_optimizer(groups, cfg.optim, device=self.device)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim,
                                          total_steps=(seg.end_epoch - seg.start_epoch) * self.steps_per_epoch,
