@@ -252,14 +252,17 @@ def cmd_runs(args) -> int:
 
 def cmd_models(args) -> int:
     from .models import list_specs
+    from .models.network import availability
     specs = list_specs(args.modality)
+    ready = {s.name: availability(s) for s in specs}
     if args.json:
         print(to_json([{"name": s.name, "modality": s.modality, "source": s.source, "offline": s.offline,
-                           "params": s.num_params, "description": s.description} for s in specs]))
+                        "availability": ready[s.name], "params": s.num_params, "description": s.description}
+                       for s in specs]))
         return 0
+    words = {"ready": "ready", "download": "downloads weights", "unreachable": "cannot download now"}
     for s in specs:
-        where = "offline" if s.offline else "downloads weights"
-        print(f"{s.name:28} {s.modality:6} {where:18} {s.description}")
+        print(f"{s.name:28} {s.modality:6} {words[ready[s.name]]:19} {s.description}")
     print("Also: any Hugging Face image/text classification hub id, a local Hugging Face folder, or run:<run id>.")
     return 0
 
