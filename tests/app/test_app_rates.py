@@ -71,3 +71,21 @@ def test_new_run_form_says_what_it_kept_from_the_last_run_and_resets(app_env, sh
     assert at.number_input(key="cfg.train.batch_size").value == 32
     assert not [i for i in at.info if "Kept from the last run" in i.value]
     assert get_store().get_run(run_id).status in RunStatus.TERMINAL
+
+
+@pytest.mark.parametrize("optimizer,lr,factor", [("adamw", 2e-3, 0.025), ("sgd", 2e-3, 0.025), ("sgd", 2e-2, 1.0)])
+def test_cli_command_gives_the_cli_the_same_rates(monkeypatch, tmp_path, optimizer, lr, factor):
+    import shlex
+
+    from app.commands import cli_command
+    from transfer_core.cli import build_parser, config_from_args, explicit_settings
+    from transfer_core.freezing import apply_recommended_rates
+    from transfer_core.models import get_spec
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRANSFER_CORE_RUNS", str(tmp_path / "runs"))
+    cfg = RunConfig.from_dict(draft(data__path="demo:bbc-news", model__name="minilm_l6", freeze__preset="full",
+                                    optim__optimizer=optimizer, optim__lr=lr, freeze__body_lr_factor=factor))
+    args = build_parser().parse_args(shlex.split(cli_command(cfg))[3:])
+    rebuilt = config_from_args(args)
+    apply_recommended_rates(rebuilt, get_spec("minilm_l6"), keep=explicit_settings(args))   # as `train` does
+    assert rebuilt.to_dict() == cfg.to_dict()
