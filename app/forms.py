@@ -14,7 +14,7 @@ import streamlit as st
 from transfer_core.config import ConfigError, RunConfig, field_type, iter_fields
 from transfer_core.freezing import RATE_KEYS, recommended_rates
 
-from .state import WIDGET_PREFIX
+from .state import AUTO_RATES, WIDGET_PREFIX
 
 LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
@@ -32,7 +32,6 @@ LABELS = {
     "freeze.top_k": "Groups that train (k, counting the head)",
     "freeze.body_lr_factor": "Pretrained layers' share of the learning rate",
 }
-AUTO_RATES = "auto_rates"    # session: the learning rates the form itself chose last, {setting: value}
 
 
 def label_for(dotted: str) -> str:
