@@ -85,3 +85,15 @@ def test_cli_applies_the_rates_unless_given(digits_folder, tmp_path):
     assert "warning: The pretrained layers would train at 0.004" not in proc.stderr   # 0.004 suits a CNN
     proc = cli(*common, "--lr", "0.05", "--set", "freeze.body_lr_factor=1", runs_dir=runs)
     assert "warning: The pretrained layers would train at 0.05" in proc.stderr
+
+
+def test_runs_report_the_heads_rate(digits_folder, store):
+    from transfer_core.trainer import fit
+    cfg = config("tiny_cnn", "full", data__path=str(digits_folder), model__pretrained=False, model__image_size=16,
+                 train__epochs=1, train__batch_size=16, train__device="cpu", optim__scheduler="constant",
+                 optim__lr=0.004, freeze__body_lr_factor=0.1)
+    result = fit(cfg, store=store)
+    assert result.status == "completed", result.message
+    # The chart's learning rate is the one the form calls "Learning rate", not the pretrained groups' share.
+    assert set(store.metrics(result.run_id, "step")["lr"]) == {0.004}
+    assert list(store.metrics(result.run_id, "epoch")["lr"]) == [0.004]

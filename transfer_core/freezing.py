@@ -156,6 +156,15 @@ def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr:
     return groups
 
 
+def head_lr(optimizer) -> float:
+    """The head's current rate (optim.lr as scheduled): what runs report as their learning rate, since
+    the pretrained groups' rates are fixed shares of it."""
+    for group in optimizer.param_groups:
+        if group.get("name") in ("head", "head.no_decay"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
+
+
 def parameter_summary(built: BuiltModel, trainable: tuple[str, ...]) -> list[dict]:
     """Per group: name, parameter count, whether it trains; input first, head last."""
     return [{"group": g.name, "params": g.num_params, "trainable": g.name in trainable} for g in built.groups]
