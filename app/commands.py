@@ -37,6 +37,12 @@ def _text(value) -> str:
 def cli_command(cfg: RunConfig, name: str | None = None) -> str:
     """`python -m transfer_core train ...` with every setting that differs from the defaults."""
     defaults = {d: v for d, _, v in iter_fields(RunConfig())}
+    try:   # the CLI picks the rates it is not given for the model (as the form does): name those that differ
+        from transfer_core.freezing import recommended_rates
+        from transfer_core.models import get_spec
+        defaults.update(recommended_rates(get_spec(cfg.model.name, runs_dir=runs_dir()), cfg.optim.optimizer))
+    except Exception:   # an unknown model: the page says so elsewhere; name the rates
+        defaults.update({"optim.lr": None, "freeze.body_lr_factor": None})
     args = ["python", "-m", "transfer_core"]
     if runs_dir() != (Path.cwd() / "runs").resolve():
         args += ["--runs-dir", _show_path(str(runs_dir()))]

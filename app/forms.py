@@ -12,8 +12,9 @@ import math
 import streamlit as st
 
 from transfer_core.config import ConfigError, RunConfig, field_type, iter_fields
+from transfer_core.freezing import RATE_KEYS, recommended_rates
 
-from .state import WIDGET_PREFIX
+from .state import AUTO_RATES, WIDGET_PREFIX
 
 LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
@@ -29,6 +30,7 @@ LABELS = {
     "freeze.lr_decay": "Learning-rate decay per layer group", "freeze.train_bn": "Let BatchNorm adapt",
     "freeze.staged_lr_factor": "Learning-rate factor after unfreezing",
     "freeze.top_k": "Groups that train (k, counting the head)",
+    "freeze.body_lr_factor": "Pretrained layers' share of the learning rate",
 }
 
 
@@ -115,3 +117,79 @@ def render_field(cfg: RunConfig, dotted: str) -> list[str]:
             except ConfigError as exc:
                 problems.append(str(exc))
     return problems
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6)
+
+
+def _stock_rates() -> dict[str, set]:
+    """Every value the form could have chosen itself: the config's defaults and every recommendation."""
+    from transfer_core.models import list_specs
+    stock = {key: {RunConfig().get(key)} for key in RATE_KEYS}
+    for spec in list_specs():
+        for optimizer in ("adamw", "sgd"):
+            for key, value in recommended_rates(spec, optimizer).items():
+                stock[key].add(value)
+    return stock
+
+
+def follow_recommended_rates(cfg: RunConfig, spec) -> None:
+    """Keep the learning rates on the defaults for the model and optimizer (recommended_rates) until the
+    user enters their own; those are kept (rate_warnings says when they look out of range).
+
+    A rate is the form's own while it still equals what the form last chose. A new session (a reload)
+    knows nothing of that, so there any stock value counts as the form's."""
+    optimizer = st.session_state.get(WIDGET_PREFIX + "optim.optimizer", cfg.optim.optimizer)
+    chosen = st.session_state.get(AUTO_RATES)
+    stock = _stock_rates() if chosen is None else {}
+    ours = {}
+    for key, value in recommended_rates(spec, optimizer).items():
+        current = cfg.get(key)
+        mine = any(_same(current, v) for v in stock[key]) if chosen is None else \
+            key in chosen and _same(current, chosen[key])
+        if not mine:
+            continue
+        if not _same(current, value):
+            cfg.set(key, value)
+            st.session_state.pop(WIDGET_PREFIX + key, None)   # the widget shows the new value
+        ours[key] = value
+    st.session_state[AUTO_RATES] = ours
+
+
+def form_defaults(spec) -> RunConfig:
+    """The settings a new run starts from: the config's defaults with the model's recommended rates."""
+    from transfer_core.freezing import apply_recommended_rates
+    defaults = RunConfig()
+    apply_recommended_rates(defaults, spec)
+    return defaults
+
+
+def changed_settings(cfg: RunConfig, spec, sections: tuple[str, ...], extra: tuple[str, ...] = ()) -> list[tuple]:
+    """(setting, value, default) for each setting of `sections` (and `extra`) that is not its default."""
+    defaults = {d: v for d, _, v in iter_fields(form_defaults(spec))}
+    out = []
+    for dotted, _, value in iter_fields(cfg):
+        if dotted.split(".")[0] not in sections and dotted not in extra:
+            continue
+        default = defaults[dotted]
+        same = _same(value, default) if isinstance(value, float) and isinstance(default, float) else value == default
+        if not same:
+            out.append((dotted, value, default))
+    return out
+
+
+def reset_settings(cfg: RunConfig, spec, changed: list[tuple]) -> None:
+    """Put the `changed` settings back to their defaults, in the config and in their widgets."""
+    for dotted, _, default in changed:
+        cfg.set(dotted, default)
+        st.session_state.pop(WIDGET_PREFIX + dotted, None)
+    st.session_state[AUTO_RATES] = {k: v for k, v in recommended_rates(spec, cfg.optim.optimizer).items()}
+
+
+def describe_value(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

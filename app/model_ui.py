@@ -7,8 +7,9 @@ import time
 import streamlit as st
 
 from transfer_core.devices import pick_device
-from transfer_core.models import build_model, get_spec
+from transfer_core.models import build_model, get_spec, list_specs
 from transfer_core.models.huggingface import default_pooling
+from transfer_core.models.network import DOWNLOAD, READY, UNREACHABLE, availability
 
 from .resources import runs_dir
 
@@ -42,17 +43,25 @@ FREEZING_TEXT = (
 ACTIVATION_FACTOR = {"image": 60 * 4, "text": 30_000 * 4}
 
 
+AVAILABILITY = {READY: "ready ✓", DOWNLOAD: "downloads its weights on first use",
+                UNREACHABLE: "needs a download, cannot be reached now"}
+
+
+def model_choices(modality: str | None) -> list[str]:
+    """The catalogue's models for `modality`, ready ones first; test models (random weights) are for the CLI
+    and the tests only."""
+    specs = [s for s in list_specs(modality) if s.source != "test"]
+    order = {READY: 0, DOWNLOAD: 1, UNREACHABLE: 2}
+    return [s.name for s in sorted(specs, key=lambda s: order[availability(s)])]
+
+
 def model_label(name: str) -> str:
     try:
         spec = get_spec(name, runs_dir=runs_dir())
+        ready = availability(spec)
     except Exception:  # a label must never break the picker; the page explains the problem below it
         return name
-    if spec.source == "test":
-        tag = "test model, random weights"
-    elif spec.offline or spec.source in ("local", "run"):
-        tag = "offline ✓"
-    else:
-        tag = "downloads weights on first use"
+    tag = "test model, random weights" if spec.source == "test" else AVAILABILITY[ready]
     size = f"{spec.num_params / 1e6:.1f} M params" if spec.num_params >= 1e5 else f"{spec.num_params:,} params"
     return f"{name} · {tag} · {size}"
 

@@ -19,6 +19,7 @@ from transfer_core.events import RunStatus
 DRAFT = "draft_config"
 CURRENT_RUN = "current_run"
 WIDGET_PREFIX = "cfg."
+AUTO_RATES = "auto_rates"    # the learning rates the form itself chose last (app/forms.py follow_recommended_rates)
 
 
 def _last_config_path():
@@ -61,6 +62,7 @@ def replace_draft(cfg: RunConfig) -> None:
     """Make `cfg` the draft and forget widget values that still show the old one."""
     for key in [k for k in st.session_state.keys() if str(k).startswith(WIDGET_PREFIX)]:
         del st.session_state[key]
+    st.session_state.pop(AUTO_RATES, None)   # the new draft's stock rates count as the form's own again
     save_draft(cfg)
 
 

@@ -3,13 +3,15 @@ import streamlit as st
 
 from app import model_ui
 from app.data_ui import inspect
-from app.forms import render_field, render_settings
+from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft
 from app.ui import friendly
 from transfer_core.config import FREEZE_PRESETS
-from transfer_core.models import get_spec, list_specs
+from transfer_core.freezing import rate_warnings
+from transfer_core.models import get_spec
+from transfer_core.models.network import UNREACHABLE, availability
 from transfer_core.preparation import guess_modality
 
 cfg = draft()
@@ -26,14 +28,15 @@ if has_data(cfg):
 else:
     st.info("No data chosen yet: showing every model. Choose data first to see the models that fit it.")
 
-names = [s.name for s in list_specs(modality)]
+names = model_ui.model_choices(modality)
 if cfg.model.name not in names:
     names.insert(0, cfg.model.name)
 key = WIDGET_PREFIX + "model.name"
 st.session_state.setdefault(key, cfg.model.name)
 cfg.model.name = st.selectbox("Pretrained model", names, key=key, format_func=model_ui.model_label,
-                              help="Models marked offline ✓ are installed with the app; the others download their "
-                                   "weights the first time a run uses them.")
+                              help="Models marked ready ✓ are on this machine (installed with the app, or downloaded "
+                                   "before); the others download their weights the first time a run uses them, "
+                                   "which needs a network.")
 with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face folder, or run:<run id>"):
     st.caption("A local folder must lie under the app's data or runs folder.")
     other = st.text_input("Model name", key="other_model", placeholder="distilbert-base-uncased")
@@ -52,6 +55,9 @@ with friendly("describe the model"):
         st.error(f"{spec.name} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
                  f"holds {modality}s; pick a {modality} model.")
     (st.success if spec.offline else st.info)(spec.description)
+    if availability(spec, cfg.model.pretrained) == UNREACHABLE:
+        st.warning(f"{spec.name} must download its weights, and the download source cannot be reached now (no "
+                   "network?). A run with it would fail; pick a model marked ready ✓.", icon=":material/cloud_off:")
     skip = ("model.name", "model.max_length", "model.pooling") if spec.modality == "image" else ("model.name", "model.image_size")
     render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
     if spec.modality == "text":
@@ -70,6 +76,7 @@ if cfg.freeze.preset == "top_k":
     render_field(cfg, "freeze.top_k")
 elif cfg.freeze.preset == "staged":
     render_field(cfg, "freeze.staged_head_epochs")
+follow_recommended_rates(cfg, spec)
 save_draft(cfg)
 
 with friendly("build the layer map"):
@@ -77,6 +84,9 @@ with friendly("build the layer map"):
 render_settings(cfg, ("freeze",), skip=("freeze.preset", "freeze.top_k", "freeze.staged_head_epochs",
                                         "freeze.trainable_groups"), advanced_label="Advanced freezing settings")
 save_draft(cfg)
+for warning in rate_warnings(cfg, spec):
+    st.warning(warning + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
+               icon=":material/speed:")
 
 with st.expander("When to use each preset"):
     for label, text in model_ui.PRESETS.values():

@@ -1,16 +1,20 @@
 """Train: the training settings, Start, and the live view of the run this tab follows."""
 import streamlit as st
 
+from app import model_ui
 from app.commands import cli_command
 from app.data_ui import data_problem
 from app.demo import default_run_name, describe_path
-from app.forms import render_settings
+from app.forms import (changed_settings, describe_value, follow_recommended_rates, label_for, render_settings,
+                       reset_settings)
 from app.layers import augmentation_cache_notice
 from app.live import live_view
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
 from app.ui import friendly, sentence
+from transfer_core.freezing import rate_warnings
 from transfer_core.models import get_spec
+from transfer_core.models.network import availability
 from transfer_core.preparation import guess_modality
 
 store, jobs = get_store(), get_jobs()
@@ -30,18 +34,33 @@ if not has_data(cfg):
     st.page_link("app_pages/home.py", label="Or start with a demo from the home page", icon=":material/home:")
     st.stop()
 
-modality = "image"
+modality, spec = "image", None
 with friendly("read the model choice"):
     modality = guess_modality(cfg.data.path)
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     st.markdown(f"**Data:** {describe_path(cfg.data.path)} · **Model:** {spec.name} "
-                f"({'offline' if spec.offline else 'downloads weights on first use'}) · "
+                f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained)]}) · "
                 f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}")
     st.caption("Change them on the Data and Model and layers pages.")
 
 sections = ("optim", "train") + (("augment",) if modality == "image" else ())
+if spec is not None:
+    follow_recommended_rates(cfg, spec)
+    # Below a run, the form still holds what that run used: say so, and offer the defaults back.
+    changed = changed_settings(cfg, spec, sections, extra=("freeze.body_lr_factor",)) if run_id else []
+    if changed:
+        listed = " · ".join(f"{label_for(d)} **{describe_value(v)}** (default {describe_value(dv)})" for d, v, dv in changed)
+        note, reset = st.columns([5, 1])
+        note.info(f"Kept from the last run, not the defaults: {listed}", icon=":material/history:")
+        if reset.button("Reset to defaults", key="reset_settings", icon=":material/restart_alt:"):
+            reset_settings(cfg, spec, changed)
+            save_draft(cfg)
+            st.rerun()
 problems = render_settings(cfg, sections, columns=3)
 save_draft(cfg)
+if spec is not None:
+    for warning in rate_warnings(cfg, spec):
+        st.warning(warning, icon=":material/speed:")
 augmentation_cache_notice(cfg, modality)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):

@@ -75,6 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def explicit_settings(args) -> set[str]:
+    """The settings the user gave (a flag, --set, or a key in --config's file); defaults fill in the rest."""
+    given = set()
+    if getattr(args, "config", None) and Path(args.config).is_file():
+        try:
+            data = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except ValueError:
+            data = {}   # config_from_args reports the broken file
+        if isinstance(data, dict):
+            given |= {f"{section}.{key}" for section, values in data.items() if isinstance(values, dict) for key in values}
+    flags = {"optim.lr": "lr", "freeze.preset": "freeze", "model.name": "model", "train.epochs": "epochs",
+             "train.batch_size": "batch_size", "train.seed": "seed"}
+    given |= {key for key, attr in flags.items() if getattr(args, attr, None) is not None}
+    given |= {item.split("=", 1)[0].strip() for item in getattr(args, "set", []) if "=" in item}
+    return given
+
+
 def config_from_args(args) -> RunConfig:
     cfg = RunConfig()
     if getattr(args, "config", None):
@@ -147,8 +164,24 @@ def cmd_train(args) -> int:
         raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
     if args.model is None and "model.name" not in " ".join(args.set) and not args.config:
         cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    _choose_rates(cfg, args)
     check_startable(cfg, runs_dir=args.runs_dir)
     return _run_fit(args, cfg, run_id=None, resume=False, extra=0, name=args.name)
+
+
+def _choose_rates(cfg: RunConfig, args) -> None:
+    """Learning rates the user did not give follow the preset and the model (as in the app); a rate
+    that looks out of range for them is kept, with a warning."""
+    from .freezing import apply_recommended_rates, body_lr, rate_warnings, trains_body
+    from .models import get_spec
+    cfg.check()   # an invalid setting is reported as such, before any rate is derived from it
+    spec = get_spec(cfg.model.name, runs_dir=args.runs_dir)
+    chosen = apply_recommended_rates(cfg, spec, keep=explicit_settings(args))
+    if chosen and trains_body(cfg.freeze) and not args.quiet:
+        print(f"note: learning rates for {cfg.freeze.preset} on {spec.name}: new head {cfg.optim.lr:g}, "
+              f"pretrained layers {body_lr(cfg):g} (--lr and --set freeze.body_lr_factor=X change them)", file=sys.stderr)
+    for warning in rate_warnings(cfg, spec):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_resume(args) -> int:
@@ -219,14 +252,17 @@ def cmd_runs(args) -> int:
 
 def cmd_models(args) -> int:
     from .models import list_specs
+    from .models.network import availability
     specs = list_specs(args.modality)
+    ready = {s.name: availability(s) for s in specs}
     if args.json:
         print(to_json([{"name": s.name, "modality": s.modality, "source": s.source, "offline": s.offline,
-                           "params": s.num_params, "description": s.description} for s in specs]))
+                        "availability": ready[s.name], "params": s.num_params, "description": s.description}
+                       for s in specs]))
         return 0
+    words = {"ready": "ready", "download": "downloads weights", "unreachable": "cannot download now"}
     for s in specs:
-        where = "offline" if s.offline else "downloads weights"
-        print(f"{s.name:28} {s.modality:6} {where:18} {s.description}")
+        print(f"{s.name:28} {s.modality:6} {words[ready[s.name]]:19} {s.description}")
     print("Also: any Hugging Face image/text classification hub id, a local Hugging Face folder, or run:<run id>.")
     return 0
 

@@ -67,6 +67,10 @@ class FreezeConfig:
     staged_lr_factor: float = _field(0.5, "With staged: the learning rate is multiplied by this when everything is unfrozen.", min=1e-4, max=1.0, advanced=True)
     lr_decay: float = _field(1.0, "Discriminative learning rates: each group further from the head gets the rate of the group above times this (1: same rate everywhere).",
                              min=0.01, max=1.0, advanced=True)
+    body_lr_factor: float = _field(1.0, "The pretrained groups that train learn at optim.lr times this; the new head at optim.lr. "
+                                        "A new head starts from random weights and needs large steps, pretrained layers small ones "
+                                        "(the app and the CLI pick it per model unless you set it).",
+                                   min=1e-4, max=1.0, advanced=True)
     train_bn: bool = _field(False, "Let BatchNorm layers in frozen groups update their statistics (off keeps them in eval mode).", advanced=True)
     trainable_groups: list = _field(None, "With custom: names of the layer groups to train.", advanced=True, factory=list)
 
@@ -74,8 +78,8 @@ class FreezeConfig:
 @dataclass
 class OptimConfig:
     optimizer: str = _field("adamw", "Optimizer.", choices=OPTIMIZERS)
-    lr: float = _field(2e-3, "Learning rate of the head (groups below it may get less, see lr_decay). "
-                             "For full fine-tuning of a transformer, 2e-5 to 5e-5 is typical.", min=1e-7, max=10.0)
+    lr: float = _field(2e-3, "Learning rate of the new head; pretrained groups that train get less (freeze.body_lr_factor, "
+                             "freeze.lr_decay). For the pretrained layers of a transformer, 2e-5 to 5e-5 is typical.", min=1e-7, max=10.0)
     weight_decay: float = _field(0.01, "Weight decay (L2 penalty; decoupled for AdamW).", min=0.0, max=1.0, advanced=True)
     momentum: float = _field(0.9, "Momentum for SGD.", min=0.0, max=0.999, advanced=True)
     scheduler: str = _field("cosine", "How the learning rate changes over training.", choices=SCHEDULERS)

@@ -123,10 +123,11 @@ def _frozen_norm_modules(built: BuiltModel, trainable: tuple[str, ...]):
 
 
 def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr: float, lr_decay: float,
-                           weight_decay: float) -> list[dict]:
+                           weight_decay: float, body_lr_factor: float = 1.0) -> list[dict]:
     """One optimizer group per trainable layer group (two when some parameters skip weight decay).
 
-    Discriminative rates: the head gets `lr`, each group below it `lr_decay` times the one above.
+    Discriminative rates: the head gets `lr`, the group below it `lr * body_lr_factor * lr_decay`, and
+    each group further down `lr_decay` times the one above.
     Biases and normalisation weights (1-d tensors) get no weight decay, as is standard.
     Only parameters that require grad are included, so the optimizer holds no frozen state.
     """
@@ -136,7 +137,7 @@ def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr:
     for depth, group in enumerate(built.groups):
         if group.name not in trainable:
             continue
-        group_lr = lr * (lr_decay ** (n - 1 - depth))
+        group_lr = lr * (lr_decay ** (n - 1 - depth)) * (body_lr_factor if depth < n - 1 else 1.0)
         decay, no_decay = [], []
         for name in group.param_names:
             p = params[name]
@@ -150,8 +151,18 @@ def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr:
     seen = {id(p) for g in groups for p in g["params"]}
     extra = [p for p in built.net.parameters() if p.requires_grad and id(p) not in seen]
     if extra:
-        groups.append({"params": extra, "lr": lr * (lr_decay ** (n - 1)), "weight_decay": 0.0, "name": "frozen_bn"})
+        groups.append({"params": extra, "lr": lr * body_lr_factor * (lr_decay ** (n - 1)), "weight_decay": 0.0,
+                       "name": "frozen_bn"})
     return groups
+
+
+def head_lr(optimizer) -> float:
+    """The head's current rate (optim.lr as scheduled): what runs report as their learning rate, since
+    the pretrained groups' rates are fixed shares of it."""
+    for group in optimizer.param_groups:
+        if group.get("name") in ("head", "head.no_decay"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def parameter_summary(built: BuiltModel, trainable: tuple[str, ...]) -> list[dict]:
@@ -163,3 +174,88 @@ def count_trainable(built: BuiltModel) -> tuple[int, int]:
     total = sum(p.numel() for p in built.net.parameters())
     trainable = sum(p.numel() for p in built.net.parameters() if p.requires_grad)
     return trainable, total
+
+
+# ---- learning rates that suit the preset and the model ---------------------------------------
+# The CLI (when --lr is not given) and the app's forms both take their defaults from here, so a
+# preset change never leaves a rate that only suited the old preset. Values are for Adam-family
+# optimizers; SGD takes steps about ten times larger.
+HEAD_LR = 2e-3                       # a new, randomly initialised linear head
+BODY_LR = {"transformer": 5e-5,      # BERT-style fine-tuning: 2e-5 to 5e-5 (Devlin et al., HF examples)
+           "cnn": 2e-4}              # ImageNet CNNs tolerate larger steps than transformers
+BODY_LR_RANGE = {"transformer": (5e-6, 2e-4), "cnn": (1e-5, 5e-3)}
+HEAD_LR_RANGE = (1e-4, 5e-2)
+SGD_SCALE = 10.0
+RATE_KEYS = ("optim.lr", "freeze.body_lr_factor")
+_ATTENTION_NAMES = ("vit", "deit", "swin", "beit", "dino")
+
+
+def network_family(spec) -> str:
+    """"transformer" for text models and vision transformers, else "cnn": what sets a safe rate for pretrained layers."""
+    if spec.modality == "text":
+        return "transformer"
+    name = str(spec.extra.get("base", spec.name)).lower()
+    return "transformer" if any(word in name for word in _ATTENTION_NAMES) else "cnn"
+
+
+def trains_body(cfg: FreezeConfig) -> bool:
+    """Whether the preset trains any pretrained group (everything below the new head)."""
+    if cfg.preset in ("full", "staged"):
+        return True
+    if cfg.preset == "top_k":
+        return cfg.top_k > 1
+    if cfg.preset == "custom":
+        return any(name != "head" for name in cfg.trainable_groups)
+    return False
+
+
+def recommended_rates(spec, optimizer: str = "adamw") -> dict[str, float]:
+    """{"optim.lr": the head's rate, "freeze.body_lr_factor": pretrained groups' share of it} for `spec`.
+
+    One pair serves every preset: the head always starts random, and the factor only acts where a
+    preset trains pretrained groups (so switching presets needs no new rate)."""
+    scale = SGD_SCALE if optimizer == "sgd" else 1.0
+    return {"optim.lr": HEAD_LR * scale, "freeze.body_lr_factor": BODY_LR[network_family(spec)] / HEAD_LR}
+
+
+def apply_recommended_rates(config, spec, *, keep=()) -> dict[str, float]:
+    """Set the recommended rates on `config`, except the settings named in `keep` (the user's own);
+    returns what was set."""
+    chosen = {k: v for k, v in recommended_rates(spec, config.optim.optimizer).items() if k not in keep}
+    for key, value in chosen.items():
+        config.set(key, value)
+    return chosen
+
+
+def body_lr(config) -> float:
+    """The rate of the highest pretrained group that trains (in a staged run, after unfreezing)."""
+    rate = config.optim.lr * config.freeze.body_lr_factor * config.freeze.lr_decay
+    return rate * config.freeze.staged_lr_factor if config.freeze.preset == "staged" else rate
+
+
+def rate_warnings(config, spec) -> list[str]:
+    """One sentence per learning rate that looks out of range for the preset and the model; empty when fine."""
+    scale = SGD_SCALE if config.optim.optimizer == "sgd" else 1.0
+    recommended = recommended_rates(spec, config.optim.optimizer)
+    advice = (f"the defaults for {spec.name} are optim.lr {recommended['optim.lr']:g} for the new head and "
+              f"freeze.body_lr_factor {recommended['freeze.body_lr_factor']:g} for the pretrained layers")
+    out = []
+    low, high = (x * scale for x in HEAD_LR_RANGE)
+    lr = config.optim.lr
+    if lr > high:
+        out.append(f"optim.lr {lr:g} is very high: training will likely diverge ({low:g} to {high:g} suits a new head; {advice}).")
+    elif lr < low:
+        out.append(f"optim.lr {lr:g} is low for a new head, which starts from random weights: it will learn slowly "
+                   f"({low:g} to {high:g} is typical; {advice}).")
+    if trains_body(config.freeze):
+        family = network_family(spec)
+        low, high = (x * scale for x in BODY_LR_RANGE[family])
+        rate = body_lr(config)
+        kind = "a pretrained transformer" if family == "transformer" else "a pretrained CNN"
+        if rate > high:
+            out.append(f"The pretrained layers would train at {rate:g}, too fast for {kind}: large steps overwrite what "
+                       f"it learned in pretraining and accuracy collapses ({low:g} to {high:g} is typical; {advice}).")
+        elif rate < low:
+            out.append(f"The pretrained layers would train at {rate:g}, so slowly that training them changes little "
+                       f"({low:g} to {high:g} is typical; {advice}).")
+    return out

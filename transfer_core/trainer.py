@@ -39,8 +39,8 @@ from .errors import DataError, RunError, TrainingDiverged, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
-from .freezing import (Segment, apply_trainable, count_trainable, frozen_gap, optimizer_param_groups, plan_segments,
-                       segment_for_epoch, set_train_mode)
+from .freezing import (Segment, apply_trainable, count_trainable, frozen_gap, head_lr, optimizer_param_groups,
+                       plan_segments, segment_for_epoch, set_train_mode)
 from .models import build_model, get_spec
 from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
@@ -347,7 +347,8 @@ class Trainer:
         self.seg_index = index
         apply_trainable(self.built, seg.trainable, train_bn=cfg.freeze.train_bn)
         groups = optimizer_param_groups(self.built, seg.trainable, lr=cfg.optim.lr * seg.lr_factor,
-                                        lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay)
+                                        lr_decay=cfg.freeze.lr_decay, weight_decay=cfg.optim.weight_decay,
+                                        body_lr_factor=cfg.freeze.body_lr_factor)
         self.optimizer = build_optimizer(groups, cfg.optim, device=self.device)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim,
                                          total_steps=(seg.end_epoch - seg.start_epoch) * self.steps_per_epoch,
@@ -454,7 +455,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.trainable_params, cfg.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = head_lr(self.optimizer)
             self.scheduler.step()
             self.global_step += 1
             self.weights_version += 1
@@ -543,7 +544,7 @@ class Trainer:
         self._checkpoint_epoch_end(epoch, last=early_stop or epoch + 1 >= cfg.train.epochs)
         self._emit(EpochEnded(self.run_id, time.time(), epoch=epoch, step=self.global_step, train_loss=row["train_loss"],
                               train_accuracy=row["train_accuracy"], val_loss=row["val_loss"], val_accuracy=row["val_accuracy"],
-                              val_macro_f1=row["val_macro_f1"], lr=float(self.optimizer.param_groups[0]["lr"]),
+                              val_macro_f1=row["val_macro_f1"], lr=head_lr(self.optimizer),
                               seconds=accum["seconds"], improved=improved))
         return early_stop
 

@@ -20,8 +20,8 @@ def test_model_page_lists_fitting_models_and_maps_layers(app_env, shapes_folder)
                                                             model__image_size=32)})
     no_exceptions(at)
     models = at.selectbox(key="cfg.model.name")
-    assert "efficientnet_lite0" in models.options[0] and "offline ✓" in models.options[0]
-    assert any("downloads weights" in o for o in models.options)
+    assert any(o.startswith("efficientnet_lite0 · ready ✓") for o in models.options)
+    assert any(o.startswith("resnet18") for o in models.options)
     assert not any(o.startswith("minilm_l6") for o in models.options)     # text models do not fit images
     toggles = _toggles(at)
     assert list(toggles) == ["block1", "block2", "block3", "head"]

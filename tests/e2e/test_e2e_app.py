@@ -37,7 +37,15 @@ def test_newcomer_reaches_a_trained_model_on_demo_images_in_two_clicks(app_serve
     started = time.monotonic()
     page.get_by_role("button", name="Start training").click()
     clicks += 1
-    expect(page.get_by_text(re.compile(r"^(running|completed)$"))).to_be_visible(timeout=60_000)
+    # The demo is there to watch: its curves are drawn and grow while it is still running.
+    expect(page.get_by_text("running", exact=True)).to_be_visible(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.calcdata?.[0]?.length > 0",
+                           timeout=120_000)
+    first_points = page.evaluate("() => document.querySelector('.js-plotly-plot').calcdata[0].length")
+    page.wait_for_timeout(5_000)
+    expect(page.get_by_text("running", exact=True)).to_be_visible()
+    points = page.evaluate("() => document.querySelector('.js-plotly-plot').calcdata[0].length")
+    assert points > first_points, "the demo's curves grow while it runs"
     screenshot(page, "03_train_demo_running")
     expect(page.get_by_text("completed", exact=True)).to_be_visible(timeout=300_000)
     elapsed = time.monotonic() - started
@@ -84,6 +92,13 @@ def test_newcomer_reaches_a_trained_model_on_demo_images_in_two_clicks(app_serve
     expect(page.get_by_text("Trainable parameters")).to_be_visible(timeout=120_000)
     no_error_boxes(page)
     screenshot(page, "08_model_and_layers")
+    page.get_by_test_id("stSelectbox").filter(has_text="Pretrained model").click()     # the model list, open
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible(timeout=30_000)
+    listed = options.all_inner_texts()
+    assert listed[0].startswith("efficientnet_lite0 · ready ✓") and not any("tiny_" in o for o in listed), listed
+    screenshot(page, "08b_model_list")
+    page.keyboard.press("Escape")
     sidebar(page, "Runs")
     expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=60_000)
     no_error_boxes(page)

@@ -35,8 +35,29 @@ def check_downloadable(spec, pretrained: bool) -> None:
                          f"(no network?) and nothing is cached; {OFFLINE_HINT}")
 
 
+# What a model needs before it can train here (availability()).
+READY = "ready"                # everything is on this machine (installed, downloaded before, local, random)
+DOWNLOAD = "download"          # it downloads on first use, and its source answers now
+UNREACHABLE = "unreachable"    # it must download, and its source cannot be reached now
+
+
+def availability(spec, pretrained: bool = True) -> str:
+    """READY, DOWNLOAD or UNREACHABLE for a build of `spec` right now (one quick connect per source,
+    remembered for a minute, and only when nothing is cached)."""
+    cached, source = _download_source(spec, pretrained)
+    if cached:
+        return READY
+    return DOWNLOAD if source[1]() else UNREACHABLE
+
+
 def _missing_download(spec, pretrained: bool) -> str | None:
     """The host a build of `spec` would have to download from right now, or None when it need not."""
+    cached, source = _download_source(spec, pretrained)
+    return None if cached or source[1]() else source[0]
+
+
+def _download_source(spec, pretrained: bool):
+    """(whether everything a build needs is on this machine, (where it downloads from, a reachability check))."""
     import os
     from urllib.parse import urlparse
     if spec.source == "torchvision" and pretrained:
@@ -45,14 +66,12 @@ def _missing_download(spec, pretrained: bool) -> str | None:
         url = torchvision.models.get_model_weights(spec.name).DEFAULT.url
         cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path))
         host = urlparse(url).hostname or ""
-        return None if os.path.exists(cached) or reachable(host) else host
+        return os.path.exists(cached), (host, lambda: reachable(host))
     if spec.source == "huggingface":   # hub ids need the hub (config, tokenizer) even without pretrained weights
         from huggingface_hub import try_to_load_from_cache
         from .huggingface import hub_reachable
         repo = spec.extra.get("path", spec.name)
         files = ["config.json"] + (["model.safetensors", "pytorch_model.bin"] if pretrained else [])
         cached = [isinstance(try_to_load_from_cache(repo, f), str) for f in files]
-        if cached[0] and (not pretrained or any(cached[1:])):
-            return None
-        return None if hub_reachable() else "the Hugging Face hub"
-    return None
+        return cached[0] and (not pretrained or any(cached[1:])), ("the Hugging Face hub", hub_reachable)
+    return True, ("", lambda: True)
