@@ -53,12 +53,13 @@ def test_run_card_and_runs_table_show_the_models_numbers_and_the_best_epoch_besi
     assert metrics["Validation accuracy (your model)"] == "76.7 %"
     assert not [label for label in metrics if label.startswith(("Final", "Best"))]
     note = "best epoch 1 by validation loss (0.410; validation accuracy 79.2 %); the model is epoch 3's"
-    assert any(c.value.startswith(f"B{note[1:]}.") and "Early stopping" in c.value for c in at.caption)
+    assert any(c.value.startswith(f"B{note[1:]}.") and "turn on early stopping" in c.value for c in at.caption)
 
     at = open_app("6_runs")
     no_exceptions(at)
     row = at.dataframe[0].value.iloc[0]
-    assert row["val accuracy"] == 0.767 and row["best epoch"] == note
+    # The table is in percent, and its best-epoch cell is the note's short form.
+    assert row["val accuracy"] == 76.7 and row["best epoch"] == "epoch 1: 79.2 %"
     assert any(c.value == f"completed · your model's validation accuracy 76.7 % · {note}" for c in at.caption)
 
 
