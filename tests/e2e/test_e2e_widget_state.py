@@ -4,6 +4,7 @@ test-artifacts/screenshots/29_data_split_after_switching_back.png."""
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 
 import pytest
@@ -28,6 +29,14 @@ def in_use(app_server, dotted: str):
     return json.loads((app_server["base"] / "data" / "last_config.json").read_text())[section][name]
 
 
+def settles_at(app_server, dotted: str, expected: float, timeout: float = 30) -> None:
+    """The value in use reaches `expected` (the server writes the draft during the run the click starts)."""
+    deadline = time.monotonic() + timeout
+    while in_use(app_server, dotted) != pytest.approx(expected):
+        assert time.monotonic() < deadline, (dotted, in_use(app_server, dotted), expected)
+        time.sleep(0.2)
+
+
 def test_split_setting_shows_the_value_in_use_after_switching_sources(app_server, context, tmp_path):
     page = open_page(context, app_server["url"])
     page.get_by_test_id("stSidebarNav").get_by_text("Data", exact=True).click()
@@ -35,7 +44,8 @@ def test_split_setting_shows_the_value_in_use_after_switching_sources(app_server
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(shapes_zip(tmp_path / "shapes.zip")))
     expect(page.get_by_role("heading", name="Using: your upload shapes.zip")).to_be_visible(timeout=120_000)
     share = page.get_by_label("Validation share", exact=True)
-    expect(share).to_have_value("0.2", timeout=30_000)
+    before = in_use(app_server, "data.val_fraction")         # the draft is shared with the other browser tests
+    expect(share).to_have_value(f"{before:g}", timeout=30_000)
 
     page.get_by_test_id("stRadio").get_by_text("Text file", exact=True).click()
     expect(page.get_by_text("Upload a text file above.", exact=False)).to_be_visible(timeout=60_000)
@@ -46,12 +56,16 @@ def test_split_setting_shows_the_value_in_use_after_switching_sources(app_server
     expect(page.get_by_role("heading", name="Using: your upload shapes.zip")).to_be_visible(timeout=60_000)
     wait_until_idle(page)
     screenshot(page, "29_data_split_after_switching_back")
-    assert float(share.input_value()) == in_use(app_server, "data.val_fraction") == 0.2
-    expect(page.get_by_test_id("stMetric").filter(has_text="Validation")).to_contain_text("4")
+    assert float(share.input_value()) == in_use(app_server, "data.val_fraction") == before
 
-    # One step up from the value in use, not from the minimum.
-    page.get_by_test_id("stNumberInput").filter(has_text="Validation share").get_by_test_id("stNumberInputStepUp").click()
+    # One step from the value in use, not from the box's minimum; and back, leaving the draft as it was.
+    box = page.get_by_test_id("stNumberInput").filter(has_text="Validation share")
+    box.get_by_test_id("stNumberInputStepUp").click()
     wait_until_idle(page)
-    expect(share).to_have_value("0.21", timeout=10_000)
-    assert in_use(app_server, "data.val_fraction") == 0.21
+    expect(share).to_have_value(f"{before + 0.01:g}", timeout=10_000)
+    settles_at(app_server, "data.val_fraction", before + 0.01)
+    box.get_by_test_id("stNumberInputStepDown").click()
+    wait_until_idle(page)
+    expect(share).to_have_value(f"{before:g}", timeout=10_000)
+    settles_at(app_server, "data.val_fraction", before)
     no_error_boxes(page)
