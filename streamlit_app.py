@@ -5,9 +5,11 @@ script directly (bypassing this router) until the first visit to the root page o
 """
 import streamlit as st
 
+from app.state import count_script_run
 from app.ui import page_icon, show_error
 
 st.set_page_config(page_title="Transfer Studio", page_icon=page_icon(), layout="wide")
+count_script_run()   # lets config widgets tell when the browser dropped them (app/state.py seed_widget)
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

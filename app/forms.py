@@ -2,8 +2,9 @@
 metadata (help, min, max, choices, advanced). Advanced settings go in a collapsed expander.
 
 Widget keys are `cfg.<section>.<name>`; a key is seeded from the draft config the first time
-the widget is drawn (Streamlit drops widget keys when their page is left), and every value
-drawn is written back into the config.
+the widget is drawn (Streamlit drops widget keys when their page is left), its value is sent to
+the browser again when the widget comes back after a run without it (`state.seed_widget`), and
+every value drawn is written back into the config.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import streamlit as st
 from transfer_core.config import ConfigError, RunConfig, field_type, iter_fields
 from transfer_core.freezing import RATE_KEYS, recommended_rates
 
-from .state import AUTO_RATES, WIDGET_PREFIX
+from .state import AUTO_RATES, WIDGET_PREFIX, seed_widget
 
 LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
@@ -58,8 +59,7 @@ def _widget(cfg: RunConfig, dotted: str, f, value):
     key = WIDGET_PREFIX + dotted
     kind = field_type(f)
     meta = f.metadata
-    if key not in st.session_state:
-        st.session_state[key] = value
+    seed_widget(key, value)
     label, help_text = label_for(dotted), help_for(f)
     if kind is bool:
         return st.checkbox(label, key=key, help=help_text)

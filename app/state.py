@@ -66,6 +66,35 @@ def replace_draft(cfg: RunConfig) -> None:
     save_draft(cfg)
 
 
+SCRIPT_RUNS = "script_runs"            # full script runs of this session, counted by the router
+WIDGETS_DRAWN = "widgets_drawn"        # widget key -> the script run that last drew it
+
+
+def count_script_run() -> None:
+    """Called by the router at the top of every full script run (fragment reruns do not pass it)."""
+    st.session_state[SCRIPT_RUNS] = st.session_state.get(SCRIPT_RUNS, 0) + 1
+
+
+def seed_widget(key: str, value) -> None:
+    """Before drawing the widget keyed `key`: give it `value` the first time, and make sure the
+    browser shows the value the widget will return when it is drawn again after a run without it.
+
+    A page that ends early (`st.stop()`) skips Streamlit's clean-up of the widgets it did not
+    draw, so their values stay in session state while the browser drops the widgets. Drawn again,
+    such a widget returns the kept value, but the browser mounts it at its element default (for a
+    number box, its minimum) because only a value assigned to the key in this run is sent to the
+    browser (streamlit#4247). Assigning the kept value to the key again sends it."""
+    runs = st.session_state.get(SCRIPT_RUNS, 0)
+    drawn = st.session_state.setdefault(WIDGETS_DRAWN, {})
+    if key not in st.session_state:
+        st.session_state[key] = value
+    elif drawn.get(key, -1) < runs - 1:
+        # Not drawn in the run before this one: the browser no longer holds it. A widget drawn in
+        # that run is left alone, so a value being typed into it is never overwritten.
+        st.session_state[key] = st.session_state[key]
+    drawn[key] = runs
+
+
 def has_data(cfg: RunConfig) -> bool:
     return bool(cfg.data.path.strip())
 

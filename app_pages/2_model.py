@@ -6,7 +6,7 @@ from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.resources import allowed_roots, runs_dir
-from app.state import WIDGET_PREFIX, draft, has_data, save_draft
+from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
 from app.ui import friendly
 from transfer_core.config import FREEZE_PRESETS
 from transfer_core.freezing import rate_warnings
@@ -32,7 +32,7 @@ names = model_ui.model_choices(modality)
 if cfg.model.name not in names:
     names.insert(0, cfg.model.name)
 key = WIDGET_PREFIX + "model.name"
-st.session_state.setdefault(key, cfg.model.name)
+seed_widget(key, cfg.model.name)
 cfg.model.name = st.selectbox("Pretrained model", names, key=key, format_func=model_ui.model_label,
                               help="Models marked ready ✓ are on this machine (installed with the app, or downloaded "
                                    "before); the others download their weights the first time a run uses them, "
@@ -68,7 +68,7 @@ if spec is None:
 st.subheader("Layer map")
 st.caption(model_ui.FREEZING_TEXT)
 preset_key = WIDGET_PREFIX + "freeze.preset"
-st.session_state.setdefault(preset_key, cfg.freeze.preset)
+seed_widget(preset_key, cfg.freeze.preset)
 cfg.freeze.preset = st.radio("Which layers train?", FREEZE_PRESETS, key=preset_key, horizontal=True,
                              format_func=lambda p: model_ui.PRESETS[p][0])
 st.caption(model_ui.PRESETS[cfg.freeze.preset][1])

@@ -188,6 +188,24 @@ def test_a_run_failed_on_its_data_cannot_be_resumed(tmp_path, store):
     assert store.get_run(result.run_id).status == RunStatus.FAILED
 
 
+def test_a_run_whose_data_changed_cannot_be_resumed(digits_folder, tmp_path, store):
+    import shutil
+    data = tmp_path / "digits"
+    shutil.copytree(digits_folder, data)
+    done = fit(tiny_image_config(data, train__epochs=1), store=store)
+    assert done.status == RunStatus.COMPLETED, done.message
+    next((data / "digit_0").iterdir()).unlink()                  # the folder changes under the run
+    result = fit(None, store=store, run_id=done.run_id, resume=True, extra_epochs=1)
+    assert result.status == RunStatus.FAILED and result.message.startswith("the data changed since this run started")
+    failed = [e for e in store.events(result.run_id) if e["kind"] == "RunFailed"][-1]
+    assert failed["resumable"] is False and failed["error_type"] == "DataError"
+    refusal = store.resume_refusal(result.run_id)
+    assert refusal.startswith(f"run {result.run_id} failed because of its data or settings (the data changed")
+    assert "\n" not in refusal and ".." not in refusal
+    with pytest.raises(RunError, match="failed because of its data or settings"):
+        fit(None, store=store, run_id=result.run_id, resume=True)
+
+
 def test_resume_refusal_reads_runs_recorded_before_the_flag(store):
     import time
     run_id = store.create_run({}, modality="image", model="tiny_cnn", dataset="x.zip")

@@ -203,7 +203,8 @@ class Trainer:
         if resume:
             state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
             if state["fingerprint"] != self.data.fingerprint:
-                raise RunError("the data changed since this run started, so it cannot be resumed; start a new run on the new data")
+                # A DataError, so the failure is recorded as not resumable: every resume would meet the same data.
+                raise DataError("the data changed since this run started; start a new run on the new data")
             self.segments = [Segment.from_dict(s) for s in state["segments"]]
             start_epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
             self.global_step = state["global_step"]

@@ -140,6 +140,33 @@ def test_split_settings_change_the_split(app_env):
     assert metrics["Validation"] == "20"
 
 
+def _shown_on_mount(widget):
+    """What the browser shows when it mounts a number box or checkbox: the value the server sends with
+    it (`set_value`), else the element's default (a number box without `value=` defaults to its minimum)."""
+    return widget.proto.value if widget.proto.set_value else widget.proto.default
+
+
+def test_split_settings_show_the_value_in_use_after_another_source(app_env):
+    """Another source without data hides the split settings for a run that ends early (st.stop), which
+    leaves their values in session state while the browser drops the boxes; drawn again, each box must
+    be sent the value in use, not mounted at its minimum (streamlit#4247)."""
+    at = open_app("1_data", session={"draft_config": draft(data__path="demo:bbc-news?per_class=10")})
+    at.number_input(key="cfg.data.val_fraction").set_value(0.3).run()
+    at.radio(key="data_source").set_value("Text file").run()
+    assert "cfg.data.val_fraction" not in [w.key for w in at.number_input]
+    at.radio(key="data_source").set_value("Demo set").run()
+    no_exceptions(at)
+    boxes = [w for w in [*at.number_input, *at.checkbox] if str(w.key).startswith("cfg.")]
+    assert {w.key for w in boxes} >= {"cfg.data.val_fraction", "cfg.data.test_fraction", "cfg.data.dedupe"}
+    for w in boxes:
+        assert _shown_on_mount(w) == w.value, (w.key, _shown_on_mount(w), w.value)
+    assert at.number_input(key="cfg.data.val_fraction").value == 0.3 == _draft(at).data.val_fraction
+    assert {m.label: m.value for m in at.metric}["Validation"] == "15"
+    # A box the browser still holds is left alone: nothing is sent with it on the next run.
+    at.run()
+    assert not at.number_input(key="cfg.data.val_fraction").proto.set_value
+
+
 def _jpeg(kind: str, seed: int) -> bytes:
     buf = io.BytesIO()
     shape_image(kind, seed, size=48).save(buf, format="JPEG")

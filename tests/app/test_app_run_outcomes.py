@@ -1,6 +1,6 @@
 """AppTest: what the pages say about a run's outcome (issue 12): the numbers of the model you get with
 the best epoch beside them, Start held back while the data cannot be read, no Resume for a run that
-failed on its data, and the warning for a frozen group between trained ones."""
+failed on its data (or whose data changed before a resume), and the warning for a frozen group between trained ones."""
 from __future__ import annotations
 
 import time
@@ -88,6 +88,29 @@ def test_a_run_failed_on_its_data_says_why_once_and_offers_no_resume(app_env, tm
     assert not [b for b in at.button if b.key == "run_resume_saved"]
     assert any(c.value.startswith("No resume: its data or settings caused the failure") for c in at.caption)
     assert not [e.value for e in at.error if ".." in e.value]
+
+
+def test_a_run_whose_data_changed_offers_no_resume(app_env, shapes_folder, tmp_path):
+    import shutil
+
+    from transfer_core.store import RunStore
+    from transfer_core.trainer import fit
+    data = tmp_path / "shapes"
+    shutil.copytree(shapes_folder, data)
+    cfg = RunConfig()
+    cfg.data.path, cfg.model.name, cfg.model.pretrained, cfg.model.image_size = str(data), "tiny_cnn", False, 16
+    cfg.train.epochs, cfg.train.device = 1, "cpu"
+    with RunStore(app_env / "runs") as store:
+        run_id = fit(cfg, store=store, name="shapes").run_id
+        next((data / "circle").iterdir()).unlink()              # the folder changes before the run is extended
+        assert fit(None, store=store, run_id=run_id, resume=True, extra_epochs=1).status == RunStatus.FAILED
+
+    at = open_app("6_runs")
+    at.selectbox(key="manage_run").set_value(run_id).run()
+    no_exceptions(at)
+    assert any("the data changed since this run started" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "run_resume_saved"]
+    assert any(c.value.startswith("No resume: its data or settings caused the failure") for c in at.caption)
 
 
 def test_model_page_warns_about_a_frozen_group_between_trained_groups(app_env, shapes_folder):
