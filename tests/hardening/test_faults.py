@@ -267,7 +267,8 @@ def test_sigkill_mid_epoch_is_interrupted_and_resume_matches_uninterrupted(digit
     args = ["train", "--data", digits_folder, "--model", "tiny_cnn", "--epochs", 3, "--image-size", 16,
             "--batch-size", 4, "--seed", 7, "--set", "model.pretrained=false", "--set", "freeze.preset=full",
             "--set", "optim.lr=0.01", "--set", "optim.scheduler=onecycle", "--quiet",
-            "--set", "train.checkpoint_every_s=0"]   # these epochs take a second: checkpoint each one
+            "--set", "train.checkpoint_every_s=0",   # these epochs take a second: checkpoint each one
+            "--set", "freeze.body_lr_factor=1"]      # every rate given: `train` picks none, as config_from_args
     runs = tmp_path / "runs"
     # Each training step sleeps 0.15 s (same numbers, only slower) so the process can be caught mid-epoch.
     victim = cli(*args, runs_dir=runs, fault="slow_steps=0.15", wait=False)
