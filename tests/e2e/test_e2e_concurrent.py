@@ -100,7 +100,7 @@ def test_two_sessions_start_at_once_one_queues_and_each_tab_can_stop_the_other(a
             pages[0].wait_for_timeout(500)
         running, queued = (0, 1) if a_runs else (1, 0)
         ids = [page.locator("[data-testid='stMarkdownContainer'] code").first.inner_text().strip() for page in pages]
-        expect(pages[queued].get_by_text("Queued: waiting for the run before it to finish.",
+        expect(pages[queued].get_by_text("Queued: waiting for 1 run before it to finish.",
                                          exact=False)).to_be_visible()
         for page in pages:
             no_error_boxes(page)

@@ -55,6 +55,7 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     screenshot(page, "21_data_back_to_images")
 
     sidebar(page, "Model and layers")
+    wait_until_idle(page)       # a click during the page's first run can be lost when it redraws
     page.get_by_test_id("stRadio").get_by_text("Top k groups", exact=True).click()
     expect(page.get_by_text(re.compile(r"^k = 2: .* train \(the head counts as one of the k\)\.$")))\
         .to_be_visible(timeout=120_000)
