@@ -7,6 +7,7 @@ import streamlit as st
 
 from app.state import count_script_run
 from app.ui import page_icon, show_error
+from transfer_core.errors import StoreDamaged
 
 st.set_page_config(page_title="Transfer Studio", page_icon=page_icon(), layout="wide")
 count_script_run()   # lets config widgets tell when the browser dropped them (app/state.py seed_widget)
@@ -22,5 +23,8 @@ page = st.navigation([
 ])
 try:
     page.run()
+except StoreDamaged as exc:   # every page reads the run store: offer the repair wherever it is found
+    from app.runs_ui import offer_rebuild
+    offer_rebuild(exc)
 except Exception as exc:  # the last line of defence: a friendly message, never a traceback
     show_error(exc, f"show the {page.title} page")

@@ -111,3 +111,23 @@ def settle_dead_runs(store, jobs) -> list[str]:
     Runs this app just created count as alive even before their job is registered."""
     recent = [r.id for r in store.list_runs(status=RunStatus.ACTIVE) if time.time() - r.created < 15]
     return store.reconcile_interrupted(jobs.active_runs() + recent)
+
+
+def offer_rebuild(exc) -> None:
+    """The run database is damaged: say so in one line and rebuild the list from the run folders on request
+    (rebuild_run_list keeps the damaged file aside)."""
+    from transfer_core.store import rebuild_run_list
+
+    from .resources import runs_dir
+    from .ui import sentence
+
+    st.error(sentence(str(exc)), icon=":material/database:")
+    if st.button("Rebuild the run list", key="rebuild_runs", icon=":material/build:", type="primary"):
+        rebuilt = rebuild_run_list(runs_dir())
+        st.session_state["rebuilt_runs"] = len(rebuilt.added)
+        st.rerun()
+
+
+def files_missing(store, record) -> bool:
+    """Whether a finished run's folder is gone (deleted by hand): nothing of it can be resumed or used."""
+    return not record.is_active and not store.run_dir(record.id, resolve=False).is_dir()

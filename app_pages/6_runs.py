@@ -6,9 +6,12 @@ from app.resources import get_jobs, get_store
 from app.state import current_run_id, open_on_train_page, set_current_run
 from app.ui import friendly, pick_run, run_label, sentence
 from transfer_core.events import RunStatus
+from transfer_core.trainer import max_epochs
 
 store, jobs = get_store(), get_jobs()
 st.title("Runs")
+if (rebuilt := st.session_state.pop("rebuilt_runs", None)) is not None:
+    st.success(f"Run list rebuilt from the run folders: {rebuilt} run(s) listed again.")
 with friendly("check for runs whose process stopped"):
     runs_ui.settle_dead_runs(store, jobs)
 runs = store.list_runs()
@@ -46,6 +49,15 @@ record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store
 if record.message:
     (st.error if record.status == RunStatus.FAILED else st.info)(
         sentence(record.message) + (f" **What to do:** {sentence(record.advice)}" if record.advice else ""))
+if runs_ui.files_missing(store, record):
+    st.error(f"The files of this run are gone (no folder at {store.run_dir(record.id)}): it cannot be resumed, "
+             "tried or exported. Remove it from the list.")
+    if st.button("Remove from the list", key="run_remove_missing", icon=":material/playlist_remove:"):
+        store.delete_run(record.id)
+        if st.session_state.get("current_run") == record.id:
+            set_current_run(None)
+        st.rerun()
+    st.stop()
 follow, resume, extend, delete = st.columns(4)
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
     open_on_train_page(record.id)
@@ -55,8 +67,13 @@ with friendly("change the run"):
         resume.caption("No resume: its data or settings caused the failure. Fix them and start a new run.")
     elif record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
         open_on_train_page(jobs.resume(record.id))
-    if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
-        extra = extend.number_input("Extra epochs", 1, 1000, 3, key="extend_epochs",
+    room = max_epochs() - int((record.config.get("train") or {}).get("epochs") or 0)
+    if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED) and room < 1:
+        extend.caption(f"No extension: the run has the most epochs a run can have ({max_epochs()}). "
+                       f"Start a new run from its weights (model run:{record.id}).")
+    elif record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
+        # The total stays within train.epochs' limit, or the run could never be resumed or extended again.
+        extra = extend.number_input("Extra epochs", 1, room, min(3, room), key="extend_epochs",
                                     help="The extra epochs train the same layers as a new stage, with a fresh "
                                          "optimizer and a learning-rate schedule of their own (warm-up and decay).")
         if extend.button("Extend", key="run_extend", icon=":material/add:"):

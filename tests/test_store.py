@@ -329,7 +329,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_damaged_database_is_a_run_error(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "runs.sqlite").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(RunError, match="damaged.*--runs-dir"):
+    with pytest.raises(RunError, match="damaged.*Rebuild button"):
         RunStore(tmp_path / "runs")
 
 

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("runs", help="list runs")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--rebuild", action="store_true",
+                    help="list again the run folders the run database does not list (a damaged database is kept aside)")
+    ls.add_argument("--remove", metavar="RUN", help="remove a run from the list, with its folder if any")
 
     m = sub.add_parser("models", help="list models")
     m.add_argument("--modality", choices=("image", "text"))
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TransferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Some fixes read differently here (a command) than in the app (a button).
+        print(f"error: {getattr(exc, 'cli_text', exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -185,8 +189,10 @@ def _choose_rates(cfg: RunConfig, args) -> None:
 
 
 def cmd_resume(args) -> int:
+    from .trainer import check_resumable
     store = _store(args)
-    run_id = store.get_run(args.run).id
+    # Refused before anything is written, so a mistaken command leaves the run as it was.
+    run_id = check_resumable(store, args.run, args.epochs).id
     return _run_fit(args, None, run_id=run_id, resume=True, extra=args.epochs, store=store)
 
 
@@ -220,6 +226,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from .runs import predict_run
+    if args.top_k < 1:
+        raise TransferError(f"--top-k must be 1 or more, not {args.top_k}; e.g. --top-k 3")
     for row in predict_run(_store(args), args.run, args.inputs, top_k=args.top_k):
         print(to_json(row))
     return 0
@@ -237,7 +245,20 @@ def cmd_export(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    if args.rebuild:
+        from .store import rebuild_run_list
+        rebuilt = rebuild_run_list(args.runs_dir)
+        if rebuilt.kept:
+            print(f"the damaged run database was kept as {rebuilt.kept}", file=sys.stderr)
+        for name, reason in rebuilt.skipped:
+            print(f"warning: run folder {name} could not be read ({reason}); it is left as it is", file=sys.stderr)
+        print(f"{len(rebuilt.added)} run(s) listed again", file=sys.stderr)
     store = _store(args)
+    if args.remove:
+        record = store.get_run(args.remove)
+        store.delete_run(record.id)
+        print(f"removed run {record.id}", file=sys.stderr)
+        return 0
     store.reconcile_interrupted()
     runs = store.list_runs()
     if args.json:
@@ -246,7 +267,9 @@ def cmd_runs(args) -> int:
     print(f"{'id':24} {'status':12} {'model':22} {'val acc':>8} {'epochs':>6}  data")
     for r in runs:
         acc = (r.best_metrics or {}).get("val_accuracy")
-        print(f"{r.id:24} {r.status:12} {r.model[:22]:22} {acc if acc is None else f'{acc:.3f}':>8} {r.epochs_done or 0:>6}  {r.dataset}")
+        # "-" where a run has no accuracy (it failed before its first epoch ended)
+        shown = f"{acc:.3f}" if isinstance(acc, (int, float)) and math.isfinite(acc) else "-"
+        print(f"{r.id:24} {r.status:12} {r.model[:22]:22} {shown:>8} {r.epochs_done or 0:>6}  {r.dataset}")
     return 0
 
 

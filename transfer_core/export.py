@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -53,6 +54,32 @@ class ExportResult:
     notes: dict[str, str] = field(default_factory=dict)     # format -> how it was made (e.g. which ONNX exporter)
 
 
+LEFTOVER_AGE_S = 3600   # a build folder without an owner's id (older versions) left this long is abandoned
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Removes the build folders of exports to `out` that were killed before they finished."""
+    from .store import pid_alive
+    prefix = f".{out.name}."
+    try:
+        candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for path in candidates:
+        if path.is_symlink() or not path.is_dir():
+            continue
+        owner = path.name[len(prefix):].split(".", 1)
+        if len(owner) == 2 and owner[0].isdigit():
+            abandoned = not pid_alive(int(owner[0]))
+        else:
+            try:
+                abandoned = time.time() - path.stat().st_mtime > LEFTOVER_AGE_S
+            except OSError:
+                continue
+        if abandoned:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_bundle(built: BuiltModel, out_dir: str | Path, *, run_info: dict | None = None,
                   verify_inputs: list | None = None) -> ExportResult:
     """Write a verified bundle to `out_dir` (replacing an earlier bundle there); raise RunError on failure."""
@@ -61,7 +88,9 @@ def export_bundle(built: BuiltModel, out_dir: str | Path, *, run_info: dict | No
     out.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and move it in only once verified, so a failed
     # export never leaves a half-written or unverified bundle behind.
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    _remove_leftovers(out)
+    # The process id in the name tells a later export whether this folder's owner is still at work.
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", dir=out.parent))
     try:
         with _cpu_eval(built.net), tempfile.TemporaryDirectory() as scratch:
             formats, skipped, notes = _write_model(built, work)

@@ -18,7 +18,7 @@ from .errors import RunError
 from .events import RunStatus
 from .paths import check_config_paths
 from .store import RunStore
-from .trainer import FitResult, Observer, check_startable, fit
+from .trainer import FitResult, Observer, check_resumable, check_startable, fit
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,8 @@ class JobManager:
                     job.control.resume()
                     return run_id
                 raise RunError(f"run {run_id} is already {self.store.get_run(run_id).status}; wait for it or stop it first")
-        refusal = self.store.resume_refusal(run_id)
-        if refusal:
-            raise RunError(refusal)
-        record = self.store.get_run(run_id)
-        if record.status == RunStatus.COMPLETED and extra_epochs <= 0:
-            raise RunError(f"run {run_id} already finished; extend it by giving a number of extra epochs")
+        # Refused here, while the run is as it was: once queued, a refusal inside the worker would mark it failed.
+        record = check_resumable(self.store, run_id, extra_epochs)
         config = RunConfig.of_saved_run(record.config)
         self.store.set_status(run_id, RunStatus.QUEUED)
         self._enqueue(Job(run_id, None, resume=True, extra_epochs=extra_epochs), config.train.device)

@@ -7,7 +7,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from .config import RunConfig
-from .errors import RunError
+from .errors import RunError, RunFilesMissing
 from .evaluate import compute_metrics, predict_dataset, predict_inputs, top_losses
 from .export import ExportResult, export_bundle
 from .models import build_model
@@ -24,6 +24,8 @@ def run_config(store: RunStore, run_id: str) -> RunConfig:
 def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
     """The trained network of a run, on the CPU, in eval mode."""
     run_dir = store.run_dir(store.get_run(run_id).id)
+    if not run_dir.is_dir():
+        raise RunFilesMissing(store.get_run(run_id).id, run_dir)   # a resume could not bring them back
     weights = run_dir / WEIGHTS_FILE
     if not weights.exists():
         raise RunError(f"run {run_id} has no trained weights yet; wait for it to finish or resume it")
@@ -55,6 +57,9 @@ def evaluate_run(store: RunStore, run_id: str, data_path: str) -> dict:
 
 def predict_run(store: RunStore, run_id: str, inputs: list, top_k: int = 3) -> list[dict]:
     """For each input (image path or text): the top-k labels with probabilities."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        # A slice with a negative end would quietly drop classes instead.
+        raise RunError(f"top-k must be a whole number of 1 or more, not {top_k}; give e.g. --top-k 3")
     built = load_run_model(store, run_id)
     if built.modality == "image":
         missing = [x for x in inputs if isinstance(x, (str, Path)) and not Path(x).is_file()]

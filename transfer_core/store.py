@@ -36,9 +36,9 @@ from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from .errors import RunError
+from .errors import RunError, StoreDamaged
 from .events import (BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted,
-                     RunStatus)
+                     RunStatus, event_from_dict)
 from .summary import METRIC_WORDS, best_fields, is_better
 
 DB_NAME = "runs.sqlite"
@@ -277,6 +277,7 @@ class RunStore:
             raise self._unwritable("permission denied")
         self._closed = False
         self._init_process_state()
+        self._check_not_emptied()
         with self._translate_errors():
             self._migrate()
         _OPEN_STORES.add(self)
@@ -383,6 +384,19 @@ class RunStore:
             with self._connections_lock:
                 self._connections.remove(conn)
 
+    def _check_not_emptied(self) -> None:
+        # SQLite takes an empty file for a new database, so a truncated runs.sqlite would silently
+        # start an empty history beside run folders it no longer lists. A database this class made
+        # is never empty (setting WAL mode writes its header), so an empty one beside run folders is damage.
+        try:
+            emptied = self.db_path.stat().st_size == 0
+        except FileNotFoundError:
+            return
+        if emptied:
+            folders = run_folders(self.root)
+            if folders:
+                raise StoreDamaged(self.db_path, f"the file is empty while {len(folders)} run folder(s) are beside it")
+
     def _unwritable(self, reason: Any) -> RunError:
         return RunError(f"cannot write to runs directory {self.root} ({reason}); choose another with --runs-dir")
 
@@ -402,8 +416,7 @@ class RunStore:
             if "readonly" in text or "read-only" in text or "unable to open" in text or "disk i/o" in text:
                 raise self._unwritable(exc) from None
             if "malformed" in text or "not a database" in text:
-                raise RunError(f"the run database {self.db_path} is damaged ({exc}); move it away to start a "
-                               f"fresh history, or choose another runs directory with --runs-dir") from None
+                raise StoreDamaged(self.db_path, str(exc)) from None
             raise
 
     # ---------------------------------------------------------------- runs
@@ -597,6 +610,38 @@ class RunStore:
                 if cursor.rowcount:
                     marked.append(run_id)
         return marked
+
+    def _import_folder(self, folder: Path) -> None:
+        """Adds the run of a folder that the database does not list (see rebuild_run_list)."""
+        config = json.loads((folder / _RUN_CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("config.json does not hold a run configuration")
+        model = str((config.get("model") or {}).get("name") or "")
+        dataset = str((config.get("data") or {}).get("path") or "")
+        report = _loads((folder / _RUN_REPORT).read_text(encoding="utf-8")) if (folder / _RUN_REPORT).is_file() else {}
+        metrics = _loads((folder / _RUN_METRICS).read_text(encoding="utf-8")) if (folder / _RUN_METRICS).is_file() else {}
+        events = _read_logged_events(folder)
+        created = _created_of(folder)
+        run_id = folder.name
+        with self._write() as conn:
+            conn.execute("INSERT INTO runs (id, name, created, updated, status, modality, model, dataset, config_json, "
+                         "message, pid, host) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                         (run_id, default_run_name(model, dataset), created, created, RunStatus.INTERRUPTED,
+                          str(report.get("modality") or ""), model, dataset, json.dumps(config), INTERRUPTED_MESSAGE))
+            # Replayed as they were recorded: the store derives the status, epochs and best numbers as it did then.
+            for event in events:
+                self._write_event(conn, event)
+            if not events and isinstance(metrics.get("summary"), dict):
+                summary = metrics["summary"]   # a run whose log is gone but whose final numbers were written
+                conn.execute("UPDATE runs SET status = ?, message = '', epochs_done = ?, best_metrics_json = ? WHERE id = ?",
+                             (RunStatus.COMPLETED, int(summary.get("epochs") or 0), json.dumps(summary), run_id))
+            last = max([e.time for e in events] + [created])
+            # No process owns a rebuilt run; one that was still going when its log ends is resumable as interrupted.
+            conn.execute(f"UPDATE runs SET status = CASE WHEN status IN ({', '.join('?' * len(RunStatus.ACTIVE))}) "
+                         f"THEN ? ELSE status END, message = CASE WHEN status IN ({', '.join('?' * len(RunStatus.ACTIVE))}) "
+                         f"THEN ? ELSE message END, pid = NULL, host = NULL, updated = ?, heartbeat = ? WHERE id = ?",
+                         (*RunStatus.ACTIVE, RunStatus.INTERRUPTED, *RunStatus.ACTIVE, INTERRUPTED_MESSAGE, last, last, run_id))
+        self._known_runs.add(run_id)
 
     # ---------------------------------------------------------------- events
 
@@ -804,6 +849,99 @@ class RunStore:
                 "SELECT seq, payload_json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
                 (run_id, since_seq)).fetchall()
         return [{**json.loads(payload), "seq": seq} for seq, payload in rows]
+
+
+# -------------------------------------------------------------------- rebuilding the run list
+
+# What rebuild_run_list reads in a run folder (the trainer's file names; trainer.py imports this module).
+_RUN_CONFIG, _RUN_METRICS, _RUN_LOG, _RUN_REPORT = "config.json", "metrics.json", "log.txt", "data_report.json"
+
+
+def run_folders(root: str | os.PathLike) -> list[Path]:
+    """The run folders under a runs root: named like a run id and holding the run's config.json."""
+    try:
+        entries = list(Path(root).iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries if _RUN_ID_RE.match(p.name) and not p.is_symlink() and (p / _RUN_CONFIG).is_file())
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    added: list            # run ids listed again
+    skipped: list          # (folder name, reason) of run folders that could not be read
+    kept: Path | None      # where the damaged database was moved, if it was
+
+
+def rebuild_run_list(root: str | os.PathLike) -> Rebuilt:
+    """Lists again every run folder the run database does not list, from the files the trainer wrote in it
+    (config.json, and the events in log.txt: epochs, the final numbers, a failure). A damaged database is
+    first moved aside (kept, never deleted) and a fresh one started. Per-batch curves are not in the
+    folders, so rebuilt runs have their epoch curves only."""
+    root = Path(root).expanduser()
+    kept = None
+    try:
+        store = RunStore(root)
+    except StoreDamaged:
+        kept = _move_aside(root / DB_NAME)
+        store = RunStore(root)
+    added, skipped = [], []
+    try:
+        listed = {r.id for r in store.list_runs()}
+        for folder in run_folders(root):
+            if folder.name in listed:
+                continue
+            try:
+                store._import_folder(folder)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                skipped.append((folder.name, f"{type(exc).__name__}: {exc}"))
+            else:
+                added.append(folder.name)
+    finally:
+        store.close()
+    return Rebuilt(added, skipped, kept)
+
+
+def _move_aside(db_path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
+    while target.exists():
+        target = db_path.with_name(f"{db_path.name}.damaged-{stamp}-{secrets.token_hex(2)}")
+    # The WAL and shared-memory files belong to the damaged database: a fresh one must not pick them up.
+    for suffix in ("-wal", "-shm"):
+        companion = db_path.with_name(db_path.name + suffix)
+        if companion.exists():
+            companion.replace(target.with_name(target.name + suffix))
+    db_path.replace(target)
+    return target
+
+
+def _read_logged_events(folder: Path) -> list[Event]:
+    """The events the trainer appended to log.txt, one JSON object a line after a time stamp
+    (tracebacks and other lines are skipped)."""
+    try:
+        lines = (folder / _RUN_LOG).read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    events = []
+    for line in lines:
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            data = json.loads(line[start:])
+            if isinstance(data, dict) and data.get("run_id") == folder.name:
+                events.append(event_from_dict(data))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return events
+
+
+def _created_of(folder: Path) -> float:
+    try:   # the id starts with its creation time
+        return time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return folder.stat().st_mtime
 
 
 # -------------------------------------------------------------------- helpers

@@ -9,6 +9,7 @@ with advice.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import json
@@ -30,12 +31,12 @@ from safetensors.torch import load_file, save_file
 
 from . import batching, batchnorm, feature_cache
 from .checkpoint import CheckpointWriter, load_checkpoint
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, TrainConfig
 from .control import RunControl
 from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, eval_batch_size,
                       is_out_of_memory, loader_workers, needs_grad_scaler, pick_device, precision_name,
                       use_channels_last)
-from .errors import DataError, RunError, TrainingDiverged, TransferError
+from .errors import DataError, RunError, RunFilesMissing, TrainingDiverged, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
 from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
@@ -45,7 +46,7 @@ from .models import build_model, get_spec
 from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .preparation import PreparedData, guess_modality, prepare_data
-from .store import RunStore
+from .store import RunRecord, RunStore
 from .summary import best_fields, best_row
 
 log = logging.getLogger(__name__)
@@ -109,16 +110,47 @@ def check_startable(config: RunConfig, *, runs_dir=None) -> RunConfig:
     return config
 
 
+class ResumeRefused(RunError):
+    """A resume or an extension refused before the run changed: the run keeps its status and files."""
+
+
+def max_epochs() -> int:
+    """train.epochs' upper limit, which an extension's total must respect too."""
+    return next(f for f in dataclasses.fields(TrainConfig) if f.name == "epochs").metadata["max"]
+
+
+def check_resumable(store: RunStore, run_id: str, extra_epochs: int = 0) -> RunRecord:
+    """Refuse a resume or an extension that cannot work, before anything about the run is written:
+    a mistaken command must leave a finished run as it was."""
+    record = store.get_run(run_id)
+    refusal = store.resume_refusal(record.id)
+    if refusal:
+        raise ResumeRefused(refusal)
+    folder = store.run_dir(record.id, resolve=False)
+    if not folder.is_dir():
+        raise RunFilesMissing(record.id, folder)
+    if extra_epochs < 0:
+        raise ResumeRefused(f"extra epochs must be 0 or more, not {extra_epochs}; give the number of epochs to add")
+    if record.status == RunStatus.COMPLETED and extra_epochs == 0:
+        raise ResumeRefused(f"run {record.id} already finished all its epochs; extend it by giving a number of extra epochs")
+    limit = max_epochs()
+    epochs = RunConfig.of_saved_run(record.config).train.epochs
+    if epochs + extra_epochs > limit:
+        fix = (f"add at most {limit - epochs}" if epochs < limit
+               else f"start a new run from its weights instead (model run:{record.id})")
+        raise ResumeRefused(f"run {record.id} has {epochs} epochs and {extra_epochs} more would pass the limit of "
+                            f"{limit}; {fix}")
+    return record
+
+
 def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None, control: RunControl | None = None,
         observers: Iterable[Observer] = (), resume: bool = False, extra_epochs: int = 0, name: str | None = None) -> FitResult:
-    """Train (or resume) one run to its end. Never raises for problems inside the run: they end it as failed."""
+    """Train (or resume) one run to its end. Never raises for problems inside the run: they end it as failed.
+    A resume that cannot work raises (RunError) before the run changes."""
     if resume:
         if run_id is None:
             raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
-        refusal = store.resume_refusal(run_id)
-        if refusal:
-            raise RunError(refusal)
-        config = RunConfig.of_saved_run(store.get_run(run_id).config)
+        config = RunConfig.of_saved_run(check_resumable(store, run_id, extra_epochs).config)
     config.check()
     if run_id is None:
         run_id = store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
@@ -167,6 +199,15 @@ class Trainer:
     def _run(self, *, resume: bool, extra_epochs: int) -> FitResult:
         cfg = self.config
         self.data = prepare_data(cfg)
+        state = None
+        if resume and not (self.run_dir / CHECKPOINT_FILE).exists():
+            resume = False  # no checkpoint was written before it ended: start it from the beginning
+        if resume:
+            state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
+            if state["fingerprint"] != self.data.fingerprint:
+                # A DataError, so the failure is recorded as not resumable: every resume would meet the same data.
+                # Checked before any file of the run is rewritten (labels.json would no longer fit its weights).
+                raise DataError("the data changed since this run started; start a new run on the new data")
         seed_everything(cfg.train.seed)  # the new head's initial weights depend on it
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
                                  head_dropout=cfg.model.head_dropout, image_size=cfg.model.image_size,
@@ -197,14 +238,7 @@ class Trainer:
         self.train_targets = torch.tensor(self.train_samples.targets, device=self.device)
         start_epoch, step_in_epoch, self.global_step = 0, 0, 0
         self.segments = plan_segments(group_names, cfg.freeze, cfg.train.epochs)
-        state = None
-        if resume and not (self.run_dir / CHECKPOINT_FILE).exists():
-            resume = False  # no checkpoint was written before it ended: start it from the beginning
         if resume:
-            state = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
-            if state["fingerprint"] != self.data.fingerprint:
-                # A DataError, so the failure is recorded as not resumable: every resume would meet the same data.
-                raise DataError("the data changed since this run started; start a new run on the new data")
             self.segments = [Segment.from_dict(s) for s in state["segments"]]
             start_epoch, step_in_epoch = state["epoch"], state["step_in_epoch"]
             self.global_step = state["global_step"]
@@ -215,9 +249,8 @@ class Trainer:
             self.eval_batch_size = state.get("eval_batch_size", self.eval_batch_size)
             if extra_epochs > 0:
                 start_epoch, step_in_epoch = self._extend(extra_epochs, start_epoch, step_in_epoch)
-            elif start_epoch >= cfg.train.epochs and self.store.get_run(self.run_id).status == RunStatus.COMPLETED:
-                raise RunError("this run already finished all its epochs; extend it with more epochs instead")
-            # (all epochs trained but the run failed while finishing, e.g. on a full disk: it only finishes)
+            # (all epochs trained but the run failed while finishing, e.g. on a full disk: it only finishes;
+            # a finished run without extra epochs was refused by check_resumable)
             self._load_net_state(state)
         self.steps_per_epoch = math.ceil(len(self.data.splits.train) / cfg.train.batch_size)
         self._write_json(CONFIG_FILE, cfg.to_dict())

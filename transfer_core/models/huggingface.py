@@ -11,6 +11,8 @@ import dataclasses
 import inspect
 import logging
 import os
+import pickle
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -606,7 +608,9 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
     auto = AutoModelForImageClassification if spec.modality == "image" else AutoModelForSequenceClassification
     where = _source_kwargs(source)
     try:
-        with quiet_transformers():
+        with quiet_transformers(), warnings.catch_warnings():
+            # torch's note on the pickle protocol of a .bin file that its safe loader then refuses anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             if pretrained:
                 model = auto.from_pretrained(source, config=config, ignore_mismatched_sizes=True,
                                              trust_remote_code=False, **where)
@@ -615,6 +619,10 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
             if spec.modality == "text":
                 tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False,
                                                           local_files_only=where.get("local_files_only", False))
+    except pickle.UnpicklingError as exc:
+        # torch's own text is several lines and suggests turning the protection off; it stays on.
+        raise ModelError(f"{spec.name}: its .bin weights are a Python pickle holding more than tensors, so they were "
+                         "not loaded (unpickling could run code); use a copy of the model saved as safetensors") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise _explain(spec.name, exc) from exc
     if pretrained and saved_labels != list(classes):
