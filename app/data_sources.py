@@ -145,6 +145,10 @@ def webcam(cfg: RunConfig) -> None:
     if len(classes) < 2:
         st.warning("Name at least two classes.")
         return
+    clash = data_ui.folder_clash(classes)
+    if clash:
+        st.error(clash)
+        return
     captures: dict = st.session_state.setdefault("captures", {})
     seen: set = st.session_state.setdefault("captures_seen", set())
     label = st.radio("Take photos of", classes, horizontal=True, key="cam_class")

@@ -83,8 +83,25 @@ def zip_images_with_labels(images: list, labels_csv) -> Path:
     return target
 
 
+def folder_clash(classes: list[str]) -> str:
+    """One line naming two class names that would be saved in the same folder, or ''. Names clean to
+    the same folder when they differ only in characters a folder name cannot hold ('cat/dog' and
+    'cat:dog'), a trailing dot or space ('OK' and 'OK.'), or in case (one folder on macOS and Windows)."""
+    first: dict[str, str] = {}
+    for label in classes:
+        folder = class_folder_name(label)
+        other = first.setdefault(folder.casefold(), label)
+        if other != label:
+            return (f"Classes '{other}' and '{label}' would both be saved in folder '{folder}', mixing their photos; "
+                    "rename one so they differ in letters or digits.")
+    return ""
+
+
 def save_camera_captures(captures: dict[str, list[bytes]]) -> Path:
     """Captured photos as an image folder: `<data>/uploads/camera-<random>/<class>/<n>.jpg`."""
+    clash = folder_clash(list(captures))
+    if clash:   # refused rather than letting one class's photos overwrite the other's
+        raise DataError(clash)
     root = new_upload_dir("camera") / "webcam"
     for label, shots in captures.items():
         folder = root / class_folder_name(label)

@@ -24,6 +24,7 @@ LABELS = {
     "train.early_stopping_patience": "Early-stopping patience", "train.cache_features": "Cache frozen features", "train.cache_images": "Decode images once", "train.compile": "Compile the model (torch.compile)",
     "data.val_fraction": "Validation share", "data.test_fraction": "Test share",
     "data.max_per_class": "Max samples per class", "data.dedupe": "Drop exact duplicates",
+    "data.merge_case": "Merge labels that differ only in case",
     "model.image_size": "Image size (pixels)", "model.max_length": "Max text length (tokens)",
     "model.pretrained": "Start from pretrained weights", "model.head_dropout": "Head dropout",
     "augment.flip": "Random horizontal flips", "augment.rotation": "Random rotation (degrees)",

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import FREEZE_PRESETS, RunConfig
-from .errors import TransferError
+from .errors import DataError, TransferError
 
 DEFAULT_RUNS_DIR = os.environ.get("TRANSFER_CORE_RUNS", "runs")
 
@@ -293,7 +293,15 @@ def cmd_models(args) -> int:
 def cmd_report(args) -> int:
     from .preparation import prepare_data
     cfg = config_from_args(argparse.Namespace(config=None, data=args.data, val=args.val, set=args.set))
-    prepared = prepare_data(cfg)
+    try:
+        prepared = prepare_data(cfg)
+    except DataError as exc:
+        # The report is what this command is for: print what was found, then the refusal.
+        if getattr(exc, "report", None) is None:
+            raise
+        print(to_json(exc.report.to_dict()))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(to_json(prepared.report.to_dict()))
     return 0
 

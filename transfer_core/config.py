@@ -42,6 +42,8 @@ class DataConfig:
     test_fraction: float = _field(0.0, "Share of the data held out as a test set, evaluated once at the end.", min=0.0, max=0.5, advanced=True)
     max_per_class: int = _field(0, "Use at most this many samples per class (0: all). Handy for quick trials.", min=0, max=1_000_000, advanced=True)
     dedupe: bool = _field(True, "Drop exact duplicate samples (same content) before splitting.", advanced=True)
+    merge_case: bool = _field(False, "Treat labels that differ only in upper/lower case (Cat, cat) as one class, "
+                                     "named by its most common spelling.", advanced=True)
 
 
 @dataclass

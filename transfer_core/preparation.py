@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import build_report, dedupe, drop_ids, limit_per_class, load_dataset, make_splits
+from .data.splits import case_merge_map, label_counts, merge_labels
 from .data.report import DataReport
 from .data.types import Dataset, Splits
 from .errors import DataError
@@ -52,35 +53,90 @@ def load_configured(path: str, cfg: RunConfig) -> Dataset:
 
 
 def prepare_data(cfg: RunConfig, *, tokenizer=None) -> PreparedData:
-    """Load, clean, split and report. Raises DataError naming the first blocking problem."""
+    """Load, clean, split and report. Raises DataError naming the first blocking problem; its `report`
+    attribute then holds the data report as far as it got (None when the data could not be read)."""
     d = cfg.data
     dataset = load_configured(d.path, cfg)
     val_dataset = load_configured(d.val_path, cfg) if d.val_path.strip() else None
     notices = list(dataset.warnings)
+    if d.merge_case:
+        # One mapping for both sets, so a validation "Cat" lands in the same class as a training "cat".
+        merges = case_merge_map(label_counts(dataset, val_dataset))
+        if merges:
+            dataset = merge_labels(dataset, merges)
+            val_dataset = merge_labels(val_dataset, merges) if val_dataset is not None else None
+            notices.append("Labels differing only in case were merged: "
+                           + ", ".join(f"'{a}' into '{b}'" for a, b in sorted(merges.items())))
 
     first_look = build_report(dataset, None, tokenizer=tokenizer, max_length=cfg.model.max_length)
     if not first_look.ok:
         raise _blocking(first_look)
     if first_look.unreadable_ids:
+        before = dataset.class_counts()
         dataset = drop_ids(dataset, first_look.unreadable_ids, reason="unreadable")
         notices.append(f"{len(first_look.unreadable_ids)} unreadable files were skipped (see the data report)")
+        lost = [c for c in before if c not in dataset.class_counts()]
+        if lost:
+            notices.append(f"Class(es) {_quoted(lost)} were left out: none of their files can be read")
     if val_dataset is not None:
         val_report = build_report(val_dataset, None)
         if val_report.unreadable_ids:
             val_dataset = drop_ids(val_dataset, val_report.unreadable_ids, reason="unreadable")
     if d.dedupe:
+        before = dataset.class_counts()
         dataset, removed = dedupe(dataset)
         if removed:
             notices.append(f"{removed} exact duplicates were removed before splitting")
+            _check_dedupe_left_enough(before, dataset, first_look, _parts_needed(d.test_fraction > 0, val_dataset is not None))
     if d.max_per_class:
         dataset = limit_per_class(dataset, d.max_per_class, seed=cfg.train.seed)
 
-    splits = make_splits(dataset, val_dataset, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                         seed=cfg.train.seed)
+    try:
+        splits = make_splits(dataset, val_dataset, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                             seed=cfg.train.seed)
+    except DataError as exc:
+        _add_refusal(first_look, "not_splittable", str(exc))
+        exc.report = first_look
+        raise
     report = _final_report(first_look, dataset, splits, tokenizer, cfg.model.max_length)
     if not report.ok:
         raise _blocking(report)
     return PreparedData(dataset, splits, report, first_look, notices)
+
+
+def _parts_needed(with_test: bool, given_val: bool) -> int:
+    """Samples each training class needs for make_splits: one per part it is split into."""
+    return (2 if with_test else 1) if given_val else (3 if with_test else 2)
+
+
+def _check_dedupe_left_enough(before: dict[str, int], after: Dataset, first_look: DataReport, parts: int) -> None:
+    """Refuse, saying why, when removing duplicates leaves a class too small to split: otherwise the
+    split's message blames the class's size, though the data as given had enough samples."""
+    counts = after.class_counts()
+    shrunk = [c for c, n in before.items() if n >= parts and counts.get(c, 0) < parts]
+    if not shrunk:
+        return
+    c = shrunk[0]
+    others = f" ({len(shrunk) - 1} more class(es) too)" if len(shrunk) > 1 else ""
+    left = counts.get(c, 0)
+    message = (f"Class '{c}' has {before[c]} samples but only {left} left after exact duplicates were removed{others}; "
+               f"each class needs at least {parts} different samples, so add different samples of it "
+               "or turn duplicate removal off (data.dedupe=false).")
+    _add_refusal(first_look, "duplicates_emptied_class", message)
+    exc = DataError(message)
+    exc.report = first_look
+    raise exc
+
+
+def _add_refusal(report: DataReport, code: str, message: str) -> None:
+    """The refusal as an error finding, so a report printed beside it does not read as fine."""
+    problem, _, fix = message.partition("; ")
+    report.add("error", code, problem.rstrip(".") + ".", (fix[:1].upper() + fix[1:]) if fix else "")
+
+
+def _quoted(items: list[str]) -> str:
+    shown = ", ".join(f"'{c}'" for c in items[:5])
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 
 def _final_report(first_look: DataReport, dataset: Dataset, splits: Splits, tokenizer, max_length) -> DataReport:
@@ -96,7 +152,9 @@ def _final_report(first_look: DataReport, dataset: Dataset, splits: Splits, toke
 
 def _blocking(report: DataReport) -> DataError:
     first = report.errors[0]
-    return DataError(f"{first.message} {first.fix}")
+    exc = DataError(f"{first.message} {first.fix}")
+    exc.report = report   # so `report` and the Data page can still show everything else that was found
+    return exc
 
 
 def guess_modality(path: str) -> str:

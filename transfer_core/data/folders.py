@@ -24,14 +24,20 @@ def visible_children(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def unwrap(root: Path) -> Path:
-    """Step into a single wrapping folder (as zips of a folder usually have) until classes appear."""
+    """Step into a single wrapping folder (as zips of a folder usually have) until classes appear.
+
+    A wrapping folder that holds a table is stepped into as well: compressing a folder of images and
+    its labels.csv gives exactly that, and the folder is then not a class but the data set's root.
+    """
     while True:
         dirs, files = visible_children(root)
         has_data = any(is_image_file(f) or f.suffix.lower() in TABLE_EXTENSIONS for f in files)
-        if len(dirs) == 1 and not has_data and visible_children(dirs[0])[0]:
-            root = dirs[0]
-        else:
-            return root
+        if len(dirs) == 1 and not has_data:
+            inner_dirs, inner_files = visible_children(dirs[0])
+            if inner_dirs or any(f.suffix.lower() in TABLE_EXTENSIONS for f in inner_files):
+                root = dirs[0]
+                continue
+        return root
 
 
 def _images_below(folder: Path) -> tuple[list[Path], int]:

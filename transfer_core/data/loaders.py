@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
@@ -144,17 +145,52 @@ def _image_column(df: pd.DataFrame, path: Path, requested: str) -> str | None:
     return col
 
 
-def _resolve(value: str, base: Path) -> Path:
+def _resolve(value: str, base: Path, listings: dict | None = None) -> Path:
     v = value.strip()
     p = Path(v) if Path(v).is_absolute() else base / v
     if not p.exists() and "\\" in v:  # paths written on Windows
         p = base / v.replace("\\", "/")
+    if not p.exists():
+        p = _match_normalised(p, {} if listings is None else listings) or p
     return p.resolve()
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _match_normalised(path: Path, listings: dict) -> Path | None:
+    """The existing path whose names equal `path`'s once both are in Unicode NFC, or None.
+
+    macOS writes file names decomposed (NFD: "e" + combining accent) while a CSV typed or exported
+    elsewhere holds them composed (NFC); byte for byte they differ, to a reader they are the same.
+    `listings` caches each folder's {NFC name: real name}, so a table of many rows lists a folder once.
+    """
+    anchor = path
+    while not anchor.exists():
+        if anchor.parent == anchor:
+            return None
+        anchor = anchor.parent
+    current = anchor
+    for part in path.relative_to(anchor).parts:
+        if part in ("", ".", ".."):
+            return None
+        if current not in listings:
+            try:
+                listings[current] = {_nfc(child.name): child.name for child in current.iterdir()} if current.is_dir() else {}
+            except OSError:
+                listings[current] = {}
+        real = listings[current].get(_nfc(part))
+        if real is None:
+            return None
+        current = current / real
+    return current
 
 
 def _points_at_images(values: pd.Series, base: Path, probe: int = 20) -> bool:
     filled = [v for v in values if str(v).strip()][:probe]
-    return any(is_image_file(p) and p.is_file() for p in (_resolve(v, base) for v in filled))
+    listings: dict = {}
+    return any(is_image_file(p) and p.is_file() for p in (_resolve(v, base, listings) for v in filled))
 
 
 def _label_column(df: pd.DataFrame, requested: str, exclude: str, name: str) -> str:
@@ -195,7 +231,7 @@ def _text_table(df: pd.DataFrame, name: str, text_column: str, label_column: str
     text_col, label_col, note = _text_columns(df, text_column, label_column, name)
     samples, skipped = [], []
     for row, (text, label) in enumerate(zip(df[text_col], df[label_col]), start=1):
-        label = str(label).strip()
+        label = _label(label)
         if label in _MISSING_LABELS:
             skipped.append((f"row {row}", "no label"))
         elif not str(text).strip():
@@ -208,10 +244,10 @@ def _text_table(df: pd.DataFrame, name: str, text_column: str, label_column: str
 def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str, confine_to: Path | None) -> Dataset:
     label_col = _label_column(df, label_column, image_col, path.name)
     base = path.parent
-    samples, skipped = [], []
+    samples, skipped, listings = [], [], {}
     for row, (value, label) in enumerate(zip(df[image_col], df[label_col]), start=1):
-        label, value = str(label).strip(), str(value).strip()
-        file = _resolve(value, base) if value else None
+        label, value = _label(label), str(value).strip()
+        file = _resolve(value, base, listings) if value else None
         reason = None
         if label in _MISSING_LABELS:
             reason = "no label"
@@ -229,6 +265,12 @@ def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str
         sample_id = file.relative_to(base).as_posix() if file.is_relative_to(base) else file.as_posix()
         samples.append(Sample(id=sample_id, input=str(file), label=label))
     return _finish("image", samples, skipped, [], path.name, f"'{image_col}' and '{label_col}'")
+
+
+def _label(value) -> str:
+    """A table's label cell as a class name: "café" typed composed (NFC) and decomposed (NFD, as
+    macOS writes it) is one class, as it is for class folders."""
+    return _nfc(str(value).strip())
 
 
 def _finish(modality, samples, skipped, warnings, name: str, columns: str) -> Dataset:

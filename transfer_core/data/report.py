@@ -12,6 +12,7 @@ from typing import Literal
 from ..errors import DataError
 from .hashing import content_key
 from .images import check_image, image_info
+from .splits import case_variants
 from .types import Dataset, Splits
 
 FEW_SAMPLES = 10          # below this per class, a warning: too few to learn the class well
@@ -142,6 +143,13 @@ def _class_findings(report: DataReport, splits: Splits | None) -> None:
     if len(counts) > MAX_CLASSES:
         report.add("error", "too_many_classes", f"The data has {len(counts):,} classes, more than the limit of {MAX_CLASSES:,}.",
             f"Merge related classes or train on a subset of at most {MAX_CLASSES:,} classes.")
+    variants = case_variants(counts)
+    if variants:
+        shown = "; ".join(" and ".join(f"'{c}'" for c in group) for group in variants[:5])
+        more = f" (and {len(variants) - 5} more group(s))" if len(variants) > 5 else ""
+        report.add("warning", "case_only_labels", f"Labels {shown}{more} differ only in upper/lower case and count as separate classes.",
+            "If they name one class, turn on merging labels that differ only in case (data.merge_case=true); "
+            "otherwise rename them so they differ by more than case.")
     few = [c for c, n in counts.items() if 2 <= n < FEW_SAMPLES]
     if few:
         report.add("warning", "few_samples", f"Class(es) {_names(few)} have fewer than {FEW_SAMPLES} samples, too few to learn them reliably.",
@@ -213,6 +221,12 @@ def _image_findings(ds: Dataset, report: DataReport) -> None:
         level = "error" if len(report.unreadable) == len(ds) else "warning"
         report.add(level, "unreadable", f"{len(report.unreadable)} image(s) cannot be read (e.g. {report.unreadable[0][0]}).",
             "Re-export or delete them; training leaves them out.")
+        bad = set(report.unreadable_ids)
+        readable = {s.label for s in ds.samples if s.id not in bad}
+        lost = [c for c in report.class_counts if c not in readable]
+        if lost and level != "error":   # when nothing can be read, the finding above already says it all
+            report.add("warning", "class_unreadable", f"Class(es) {_names(lost)} have no readable image, so training leaves them out.",
+                "Re-export these classes' images as JPEG or PNG, or remove the classes.")
     stats = report.image_stats or {}
     if stats.get("tiny", 0):
         report.add("warning", "tiny_images", f"{stats['tiny']} image(s) are smaller than {TINY_SIDE} pixels on a side.",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
@@ -29,6 +30,39 @@ def dedupe(ds: Dataset) -> tuple[Dataset, int]:
         # and a second one (about their removal) would show the same thing twice.
         out.skipped.extend((sample_id, "duplicate") for sample_id in removed)
     return out, len(removed)
+
+
+def case_variants(labels: Iterable[str]) -> list[list[str]]:
+    """Groups (sorted, two or more) of distinct labels that differ only in upper/lower case."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for label in labels:
+        groups[label.casefold()].add(label)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def case_merge_map(counts: dict[str, int]) -> dict[str, str]:
+    """{label: the spelling it merges into} for each label with case-only variants; the spelling
+    with the most samples wins (ties: the first in sort order), so most samples keep their label."""
+    mapping = {}
+    for group in case_variants(counts):
+        keep = max(group, key=lambda c: (counts[c], [-ord(ch) for ch in c]))
+        mapping.update({c: keep for c in group if c != keep})
+    return mapping
+
+
+def merge_labels(ds: Dataset, mapping: dict[str, str]) -> Dataset:
+    """The dataset with each label in `mapping` replaced by its target."""
+    samples = [replace(s, label=mapping[s.label]) if s.label in mapping else s for s in ds.samples]
+    return Dataset(modality=ds.modality, samples=samples, source=ds.source, warnings=list(ds.warnings),
+                   skipped=list(ds.skipped))
+
+
+def label_counts(*datasets: Dataset | None) -> dict[str, int]:
+    counts: Counter = Counter()
+    for ds in datasets:
+        if ds is not None:
+            counts.update(ds.labels)
+    return dict(counts)
 
 
 def drop_ids(ds: Dataset, ids: Iterable[str], reason: str = "removed") -> Dataset:

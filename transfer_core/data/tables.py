@@ -102,11 +102,20 @@ def _read_jsonl(text: str, name: str) -> pd.DataFrame:
             continue
         try:
             record = json.loads(line)
+            if not isinstance(record, dict):
+                raise DataError(f"{name} line {number} is not a JSON object; write one {{\"text\": ..., \"label\": ...}} object per line.")
+            records.append({str(k).strip(): _cell(v) for k, v in record.items()})
         except json.JSONDecodeError as e:
             raise DataError(f"{name} line {number} is not valid JSON ({e.msg}); write one JSON object per line.") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{name} line {number} is not a JSON object; write one {{\"text\": ..., \"label\": ...}} object per line.")
-        records.append({str(k).strip(): _cell(v) for k, v in record.items()})
+        except RecursionError:
+            raise DataError(f"{name} line {number} nests lists or objects too deeply to read; "
+                            "write the text and the label as plain values on that line.") from None
+        except ValueError as e:
+            # Python refuses to convert integers of more than 4,300 digits (a guard against slow parsing).
+            if "digits" not in str(e):
+                raise
+            raise DataError(f"{name} line {number} holds a number with thousands of digits; "
+                            "write the label as a short name or number (in quotes if it must stay long).") from None
     return pd.DataFrame.from_records(records).fillna("")
 
 
