@@ -4,6 +4,7 @@ import streamlit as st
 from app import charts, results_ui
 from app.resources import get_store
 from app.state import current_run_id
+from app.text import md
 from app.ui import fmt_duration, fmt_pct, pick_run
 from transfer_core.summary import best_note
 
@@ -33,7 +34,7 @@ if "test_accuracy" in summary:
     st.caption(f"Test set (measured once, at the end): accuracy {fmt_pct(summary['test_accuracy'])}, "
                f"macro F1 {fmt_pct(summary.get('test_macro_f1'))}.")
 st.caption(f"Measured on {val.get('num_samples', '?')} validation examples the model never trained on. "
-           f"Model {record.model}, data {record.dataset}, status {record.status}.")
+           f"Model {md(record.model)}, data {md(record.dataset)}, status {record.status}.")
 if best_note(summary):
     st.caption(f"These are the numbers of the model you get; {best_note(summary)}.")
 

@@ -4,6 +4,7 @@ import streamlit as st
 from app import charts, runs_ui
 from app.resources import get_jobs, get_store
 from app.state import current_run_id, open_on_train_page, set_current_run
+from app.text import md
 from app.ui import friendly, pick_run, run_label, sentence
 from transfer_core.events import RunStatus
 
@@ -18,7 +19,7 @@ if not runs:
 by_id = {r.id: r for r in runs}
 for r in runs:
     if r.is_active:
-        st.info(f"**{r.name}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
+        st.info(f"**{md(r.name)}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
                 icon=":material/model_training:")
 
 st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config=runs_ui.runs_table_config())
@@ -45,7 +46,7 @@ st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
 if record.message:
     (st.error if record.status == RunStatus.FAILED else st.info)(
-        sentence(record.message) + (f" **What to do:** {sentence(record.advice)}" if record.advice else ""))
+        md(sentence(record.message)) + (f" **What to do:** {md(sentence(record.advice))}" if record.advice else ""))
 follow, resume, extend, delete = st.columns(4)
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
     open_on_train_page(record.id)
@@ -64,7 +65,7 @@ with friendly("change the run"):
     if not record.is_active and delete.button("Delete...", key="run_delete", icon=":material/delete:"):
         st.session_state["confirm_delete"] = record.id
     if st.session_state.get("confirm_delete") == record.id:
-        st.warning(f"Delete run **{record.name}** (`{record.id}`) with its metrics, checkpoints and weights? "
+        st.warning(f"Delete run **{md(record.name)}** ({md(record.id)}) with its metrics, checkpoints and weights? "
                    "This cannot be undone.")
         yes, no = st.columns(2)
         # A plain button in red: the primary (blue) style marks the step the page expects next.
@@ -73,7 +74,7 @@ with friendly("change the run"):
             st.session_state.pop("confirm_delete", None)
             if st.session_state.get("current_run") == record.id:
                 set_current_run(None)
-            st.toast(f"Deleted {record.name}.")
+            st.toast(f"Deleted {md(record.name)}.")
             st.rerun()
         if no.button("Cancel", key="run_delete_no"):
             st.session_state.pop("confirm_delete", None)
