@@ -188,3 +188,9 @@ def test_webcam_class_names_are_shown_as_text(app_env):
     no_exceptions(at)
     assert at.radio(key="cam_class").value == LINK, "the class keeps its name; only its display is escaped"
     assert_shown_as_text(at, (LINK, COLOUR, LATEX))
+
+
+def test_train_page_shows_the_run_name_as_text(image_run):
+    at = open_app("3_train", session={"current_run": image_run})
+    no_exceptions(at)
+    assert_shown_as_text(at, (LINK, COLOUR))
