@@ -20,7 +20,7 @@ import re
 _SPECIAL = re.compile(r"([\\`*\[\]<>&|~$#{}])")
 # "_" opens emphasis only at a word boundary; "tiny_cnn" or "staged_head_epochs" stay untouched.
 _UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-# A list item, block quote or numbered list where the text begins a block.
+# A list marker ("-", "+", "1." or "1)") where the text begins a block ("*", ">" and "#" are escaped above).
 _LEADING = re.compile(r"^(\s*)([-+]|\d+[.)])(?=\s|$)")
 # Line breaks and other control characters would end the paragraph the text sits in (a new line
 # starting with "#" or "-" is a heading or a list item) or the table row, so they become spaces.
