@@ -135,7 +135,7 @@ def test_data_page_shows_hostile_labels_in_the_report_as_text(app_env, tmp_path)
     assert_shown_as_text(at, MARKUP_LABELS)
 
 
-def test_results_page_shows_labels_file_names_and_run_names_as_text(image_run):
+def test_results_page_shows_labels_as_text(image_run):
     at = open_app("4_results")
     no_exceptions(at)
     at.radio(key="gallery_kind").set_value("highest loss").run()
@@ -147,7 +147,7 @@ def test_results_page_shows_labels_file_names_and_run_names_as_text(image_run):
     assert "<a" not in figure and "&lt;a href=" in figure, "the confusion matrix shows the label as text"
 
 
-def test_try_page_shows_the_predicted_label_and_run_name_as_text(image_run):
+def test_try_page_shows_the_predicted_label_as_text(image_run):
     at = open_app("5_try")
     at.slider(key="try_k").set_value(5).run()
     at.file_uploader(key="try_image").set_value(("new.png", png_bytes(shape_image("square", 7)), "image/png")).run()
