@@ -7,6 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .text import plot
+
 TRAIN_COLOUR = "#2f6fde"
 VAL_COLOUR = "#e8590c"
 LR_COLOUR = "#2b8a3e"
@@ -32,7 +34,7 @@ def category_axis(labels: list) -> dict:
 def class_counts(counts: dict[str, int], split_counts: dict[str, dict[str, int]] | None = None) -> go.Figure:
     """Samples per class; stacked by split (train / val / test) when the split is known."""
     classes = list(counts)
-    names = [str(c) for c in classes]
+    names = [plot(c) for c in classes]
     fig = go.Figure()
     if split_counts:
         for split, per_class in split_counts.items():
@@ -90,14 +92,15 @@ def compare_curves(frame: pd.DataFrame, metric: str, names: dict[str, str], titl
     """One line per run (frame from RunStore.metrics_for_runs, scope='epoch')."""
     fig = go.Figure()
     for run_id, part in frame.groupby("run_id", sort=False):
-        fig.add_scatter(x=part["epoch"] + 1, y=part[metric], mode="lines+markers", name=names.get(run_id, run_id))
+        fig.add_scatter(x=part["epoch"] + 1, y=part[metric], mode="lines+markers",
+                        name=plot(names.get(run_id, run_id)))
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title=metric.replace("_", " "))
     if "accuracy" in metric or "f1" in metric:
         # The whole 0-100 % scale: zoomed to the runs' own spread (say 75-79 %), noise between
         # epochs and runs would look like a trend.
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
-    return _layout(fig, title=title or metric.replace("_", " ").capitalize(), hovermode="closest")
+    return _layout(fig, title=plot(title or metric.replace("_", " ").capitalize()), hovermode="closest")
 
 
 def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: bool = False) -> go.Figure:
@@ -106,7 +109,7 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: boo
     if normalise:
         z = [[v / s if (s := sum(row)) else 0.0 for v in row] for row in z]
     text = [[(f"{v:.0%}" if normalise else f"{int(v)}") for v in row] for row in z]
-    names = [str(c) for c in classes]
+    names = [plot(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", text=text, texttemplate="%{text}",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", showscale=False))
     fig.update_yaxes(autorange="reversed", title="true class", **category_axis(names))
@@ -117,7 +120,7 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: boo
 
 def top_k(top: list[dict]) -> go.Figure:
     """Horizontal bars of the top-k labels, most likely on top."""
-    labels = [str(t["label"]) for t in top][::-1]
+    labels = [plot(t["label"]) for t in top][::-1]
     probs = [t["probability"] for t in top][::-1]
     fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=TRAIN_COLOUR,
                            text=[f"{p:.1%}" for p in probs], textposition="auto"))
@@ -128,7 +131,7 @@ def top_k(top: list[dict]) -> go.Figure:
 
 def layer_params(groups: list[dict]) -> go.Figure:
     """Parameters per layer group, coloured by whether the group trains."""
-    names = [g["group"] for g in groups]
+    names = [plot(g["group"]) for g in groups]
     colours = [TRAIN_COLOUR if g["trainable"] else "#ced4da" for g in groups]
     fig = go.Figure(go.Bar(x=names, y=[g["params"] for g in groups], marker_color=colours,
                            hovertemplate="%{x}: %{y:,} parameters<extra></extra>"))

@@ -13,6 +13,7 @@ from transfer_core.data.tables import LABEL_NAMES, TEXT_NAMES, find_column
 from . import data_ui
 from .demo import DEMOS, demo_config
 from .state import replace_draft
+from .text import md
 
 SOURCES = ("Demo set", "Images (.zip)", "Images + label CSV", "Text file", "Webcam")
 EARLIER = "data_by_source"     # session state: the data last used from each source
@@ -61,7 +62,7 @@ def _still_there(path: str) -> bool:
 def _in_use(cfg: RunConfig, source: str) -> None:
     """Under an empty uploader: say which earlier upload is still in use."""
     if cfg.data.path.strip() and default_source(cfg) == source and not cfg.data.path.startswith("demo:"):
-        st.caption(f"In use: {Path(cfg.data.path).name}, chosen earlier. Upload another to replace it.")
+        st.caption(f"In use: {md(Path(cfg.data.path).name)}, chosen earlier. Upload another to replace it.")
 
 
 def demo_picker(cfg: RunConfig) -> None:
@@ -119,7 +120,7 @@ def text_upload(cfg: RunConfig) -> None:
         return
     frame, notes = data_ui.table_preview(str(path))
     for note in notes:
-        st.info(note)
+        st.info(md(note))
     st.dataframe(frame.head(5), hide_index=True, width="stretch")
     cols = list(frame.columns)
     same_file = str(path) == cfg.data.path
@@ -151,14 +152,14 @@ def webcam(cfg: RunConfig) -> None:
         return
     captures: dict = st.session_state.setdefault("captures", {})
     seen: set = st.session_state.setdefault("captures_seen", set())
-    label = st.radio("Take photos of", classes, horizontal=True, key="cam_class")
-    shot = st.camera_input(f"Photo of {label}", key="cam_shot")
+    label = st.radio("Take photos of", classes, horizontal=True, key="cam_class", format_func=md)
+    shot = st.camera_input(f"Photo of {md(label)}", key="cam_shot")
     if shot is not None and shot.file_id not in seen:
         seen.add(shot.file_id)
         captures.setdefault(label, []).append(data_ui.camera_bytes(shot))
     for name in classes:
         shots = captures.get(name, [])
-        st.markdown(f"**{name}**: {len(shots)} photo(s)")
+        st.markdown(f"**{md(name)}**: {len(shots)} photo(s)")
         if shots:
             st.image(shots[-8:], width=64)
     total = {c: len(captures.get(c, [])) for c in classes}

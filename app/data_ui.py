@@ -22,6 +22,7 @@ from transfer_core.preparation import load_configured, prepare_data
 
 from . import charts
 from .resources import new_upload_dir
+from .text import md
 
 TEXT_TYPES = ["csv", "tsv", "jsonl", "ndjson"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
@@ -185,7 +186,7 @@ def show_report(report) -> None:
     if not report.findings:
         st.success("No problems found in the data.", icon=":material/check_circle:")
     for f in report.findings:
-        text = f"{f.message} **What to do:** {f.fix}"
+        text = f"{md(f.message)} **What to do:** {md(f.fix)}"
         {"error": st.error, "warning": st.warning}.get(f.level, st.info)(text)
 
 
@@ -204,9 +205,9 @@ def show_samples(dataset) -> None:
     if dataset.modality == "image":
         for label in classes:
             items = by_class[label][:THUMBS_PER_CLASS]
-            st.markdown(f"**{label}** · {len(by_class[label])} images")
+            st.markdown(f"**{md(label)}** · {len(by_class[label])} images")
             try:
-                st.image([s.input for s in items], width=THUMB_WIDTH, caption=[thumb_caption(s.id) for s in items])
+                st.image([s.input for s in items], width=THUMB_WIDTH, caption=[md(thumb_caption(s.id)) for s in items])
             except Exception:
                 st.caption("Some images could not be shown (see the data report).")
     else:

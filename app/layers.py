@@ -10,6 +10,7 @@ from transfer_core.freezing import frozen_gap, trainable_names
 
 from . import charts, model_ui
 from .state import WIDGET_PREFIX, draft, save_draft
+from .text import md
 from .ui import fmt_bytes, fmt_duration, fmt_int
 
 TOGGLE_PREFIX = "layer."
@@ -51,7 +52,7 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
                           args=(names,), help="Switch on to train this group; off keeps its pretrained weights.")
     gap = frozen_gap(names, tuple(trainable))
     if gap:
-        st.warning(gap[0].upper() + gap[1:] + ".", icon=":material/warning:")
+        st.warning(md(gap[0].upper() + gap[1:] + "."), icon=":material/warning:")
     if cfg.freeze.preset == "top_k":
         trained = [n for n in names if n in trainable]
         st.caption(f"k = {cfg.freeze.top_k}: " + (", ".join(f"`{n}`" for n in trained)) +

@@ -12,6 +12,7 @@ from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting
 from .resources import get_jobs, get_store
 from transfer_core.summary import best_note
 
+from .text import md
 from .ui import fmt_duration, fmt_pct, friendly, sentence, show_error, status_badge
 
 REFRESH_SECONDS = 1.0       # how often the live view polls the store while a run is active
@@ -40,20 +41,20 @@ def _draw(run_id: str, was_active: bool) -> None:
         st.rerun()   # it just ended: redraw the page once, with polling off
 
     head, badge = st.columns([5, 1])
-    head.markdown(f"**{record.name}** · `{record.id}`")
+    head.markdown(f"**{md(record.name)}** · {md(record.id)}")
     with badge:
         status_badge(record.status)
     st.progress(prog.fraction, text=prog.text())
     _controls(record, jobs)
 
     if record.status == RunStatus.FAILED:
-        advice = f" **What to do:** {sentence(record.advice)}" if record.advice else ""
-        st.error(f"The run failed: {sentence(record.message)}{advice}", icon=":material/error:")
+        advice = f" **What to do:** {md(sentence(record.advice))}" if record.advice else ""
+        st.error(f"The run failed: {md(sentence(record.message))}{advice}", icon=":material/error:")
     elif record.status == RunStatus.INTERRUPTED:
-        st.warning(f"The run was interrupted: {sentence(record.message)} Resume it on the Runs page.")
+        st.warning(f"The run was interrupted: {md(sentence(record.message))} Resume it on the Runs page.")
     notices = [e["message"] for e in events if e.get("kind") == "Notice"]
     if notices:
-        st.caption(" · ".join(notices[-3:]))
+        st.caption(" · ".join(md(n) for n in notices[-3:]))
     if overfitting(epochs):
         st.warning(OVERFITTING_TEXT, icon=":material/trending_up:")
 

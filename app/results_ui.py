@@ -14,6 +14,7 @@ from transfer_core.preparation import load_configured
 from transfer_core.runs import load_run_model
 
 from .resources import get_store
+from .text import md
 
 METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE = "metrics.json", "predictions.csv", "weights.safetensors"
 
@@ -118,9 +119,9 @@ def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_
                     if path and Path(path).exists():
                         st.image(path, width="stretch")
                     else:
-                        st.caption(r["id"])
+                        st.caption(md(r["id"]))
                     mark = "✓" if r["true"] == r["predicted"] else "✗"
-                    st.caption(f"true **{r['true']}** · {mark} predicted **{r['predicted']}** ({r['confidence']:.0%}) · "
+                    st.caption(f"true **{md(r['true'])}** · {mark} predicted **{md(r['predicted'])}** ({r['confidence']:.0%}) · "
                                f"loss {r['loss']:.2f}")
         return
     table = pd.DataFrame({

@@ -10,6 +10,8 @@ from transfer_core.errors import TransferError
 from transfer_core.events import RunStatus
 from transfer_core.summary import best_note
 
+from .text import md
+
 log = logging.getLogger("transfer_app")
 
 STATUS_COLOURS = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
@@ -26,7 +28,7 @@ def show_error(exc: BaseException, action: str) -> None:
     """One friendly line naming the problem and what to do; never a traceback."""
     if isinstance(exc, TransferError):
         text = str(exc).strip()
-        st.error(f"Could not {action}: {text[0].lower() + text[1:] if text else 'unknown problem'}", icon=":material/error:")
+        st.error(f"Could not {action}: {md(text[0].lower() + text[1:]) if text else 'unknown problem'}", icon=":material/error:")
     else:
         log.exception("unexpected error while trying to %s", action, exc_info=exc)
         st.error(unexpected_message(exc, action), icon=":material/error:")

@@ -5,6 +5,7 @@ from app import data_sources, data_ui
 from app.demo import describe_path
 from app.forms import render_settings
 from app.state import draft, has_data, save_draft
+from app.text import md
 from app.ui import fmt_int, friendly
 
 cfg = draft()
@@ -22,16 +23,16 @@ save_draft(cfg)
 
 if not chosen:
     # The draft keeps its earlier data until this source gives some: say so, rather than a report on it.
-    still = f" Until then, new runs use {describe_path(cfg.data.path)}." if has_data(cfg) else ""
+    still = f" Until then, new runs use {md(describe_path(cfg.data.path))}." if has_data(cfg) else ""
     st.info(f"{data_sources.WAITING[source]}{still}")
     st.stop()
 
-st.subheader(f"Using: {describe_path(cfg.data.path)}")
+st.subheader(f"Using: {md(describe_path(cfg.data.path))}")
 st.markdown("**Split settings**: the share of examples held out to measure the model on data it never trains on.")
 problems = render_settings(cfg, ("data",), skip=("data.path", "data.val_path", "data.text_column", "data.label_column",
                                                  "data.image_column"), columns=3, advanced_label="More split settings")
 for problem in problems + [p for p in cfg.validate() if p.startswith("data.val_fraction")]:
-    st.error(problem)
+    st.error(md(problem))
 save_draft(cfg)
 
 with friendly("read the data"):
@@ -47,7 +48,7 @@ with friendly("read the data"):
 
     st.subheader("Data report")
     if found.blocking:
-        st.error(f"This data cannot be trained on yet: {found.blocking}", icon=":material/block:")
+        st.error(f"This data cannot be trained on yet: {md(found.blocking)}", icon=":material/block:")
     data_ui.show_report(found.report)
 
     st.subheader("Examples")

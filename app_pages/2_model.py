@@ -7,6 +7,7 @@ from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
+from app.text import md
 from app.ui import friendly
 from transfer_core.config import FREEZE_PRESETS
 from transfer_core.freezing import rate_warnings
@@ -52,11 +53,11 @@ spec = None
 with friendly("describe the model"):
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     if modality and spec.modality != modality:
-        st.error(f"{spec.name} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
+        st.error(f"{md(spec.name)} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
                  f"holds {modality}s; pick a {modality} model.")
-    (st.success if spec.offline else st.info)(spec.description)
+    (st.success if spec.offline else st.info)(md(spec.description))
     if availability(spec, cfg.model.pretrained) == UNREACHABLE:
-        st.warning(f"{spec.name} must download its weights, and the download source cannot be reached now (no "
+        st.warning(f"{md(spec.name)} must download its weights, and the download source cannot be reached now (no "
                    "network?). A run with it would fail; pick a model marked ready ✓.", icon=":material/cloud_off:")
     skip = ("model.name", "model.max_length", "model.pooling") if spec.modality == "image" else ("model.name", "model.image_size")
     render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
@@ -85,7 +86,7 @@ render_settings(cfg, ("freeze",), skip=("freeze.preset", "freeze.top_k", "freeze
                                         "freeze.trainable_groups"), advanced_label="Advanced freezing settings")
 save_draft(cfg)
 for warning in rate_warnings(cfg, spec):
-    st.warning(warning + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
+    st.warning(md(warning) + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
                icon=":material/speed:")
 
 with st.expander("When to use each preset"):

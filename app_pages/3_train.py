@@ -11,6 +11,7 @@ from app.layers import augmentation_cache_notice
 from app.live import live_view
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
+from app.text import md
 from app.ui import friendly, sentence
 from transfer_core.freezing import rate_warnings
 from transfer_core.models import get_spec
@@ -38,7 +39,7 @@ modality, spec = "image", None
 with friendly("read the model choice"):
     modality = guess_modality(cfg.data.path)
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
-    st.markdown(f"**Data:** {describe_path(cfg.data.path)} · **Model:** {spec.name} "
+    st.markdown(f"**Data:** {md(describe_path(cfg.data.path))} · **Model:** {md(spec.name)} "
                 f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained)]}) · "
                 f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}")
     st.caption("Change them on the Data and Model and layers pages.")
@@ -60,14 +61,14 @@ problems = render_settings(cfg, sections, columns=3)
 save_draft(cfg)
 if spec is not None:
     for warning in rate_warnings(cfg, spec):
-        st.warning(warning, icon=":material/speed:")
+        st.warning(md(warning), icon=":material/speed:")
 augmentation_cache_notice(cfg, modality)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):
-    st.error(problem)
+    st.error(md(problem))
 unreadable = data_problem(cfg)
 if unreadable:   # a run on it could only fail
-    st.error(f"Start needs data that can be read: {sentence(unreadable)} See the Data page.", icon=":material/block:")
+    st.error(f"Start needs data that can be read: {md(sentence(unreadable))} See the Data page.", icon=":material/block:")
 
 name = st.text_input("Run name (optional)", key="run_name", placeholder="e.g. first try, lr 0.003")
 if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or unreadable), key="start"):

@@ -4,7 +4,9 @@ import streamlit as st
 from app import charts, results_ui
 from app.resources import get_store
 from app.state import current_run_id
+from app.text import md
 from app.ui import fmt_duration, fmt_pct, pick_run
+from transfer_core.csvsafe import csv_bytes
 from transfer_core.summary import best_note
 
 store = get_store()
@@ -33,7 +35,7 @@ if "test_accuracy" in summary:
     st.caption(f"Test set (measured once, at the end): accuracy {fmt_pct(summary['test_accuracy'])}, "
                f"macro F1 {fmt_pct(summary.get('test_macro_f1'))}.")
 st.caption(f"Measured on {val.get('num_samples', '?')} validation examples the model never trained on. "
-           f"Model {record.model}, data {record.dataset}, status {record.status}.")
+           f"Model {md(record.model)}, data {md(record.dataset)}, status {record.status}.")
 if best_note(summary):
     st.caption(f"These are the numbers of the model you get; {best_note(summary)}.")
 
@@ -49,12 +51,19 @@ with right:
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in ("precision", "recall", "F1")})
     st.caption("Precision: of the examples predicted as this class, the share that are. "
                "Recall: of this class's examples, the share found.")
+    st.download_button("Download per-class scores (CSV)", csv_bytes(results_ui.per_class_table(val)),
+                       file_name=f"{record.id}-per-class.csv", mime="text/csv", icon=":material/download:",
+                       key="download_per_class")
 
 st.subheader("Examples it gets wrong")
 preds = results_ui.run_predictions(run_dir)
 if preds is None:
     st.info("This run saved no predictions.")
     st.stop()
+# Written again rather than sent as saved: a run from before cells were neutralised has raw ones.
+st.download_button("Download all predictions (CSV)", csv_bytes(preds),
+                   file_name=f"{record.id}-predictions.csv", mime="text/csv", icon=":material/download:",
+                   key="download_predictions")
 kind = st.radio("Show", ["misclassified", "highest loss"], horizontal=True, key="gallery_kind",
                 format_func=lambda k: {"misclassified": "Misclassified (most confident first)",
                                        "highest loss": "Highest loss (hardest examples)"}[k])

@@ -8,6 +8,7 @@ from app import charts, export_ui, results_ui
 from app.data_ui import IMAGE_TYPES
 from app.resources import get_store
 from app.state import current_run_id
+from app.text import md
 from app.ui import friendly, pick_run
 from transfer_core.models import get_spec
 
@@ -41,7 +42,7 @@ with friendly("read the input"):
 if item is not None:
     with friendly("classify the input"):
         top = results_ui.predict_top(record.id, item, k)
-        st.markdown(f"Prediction: **{top[0]['label']}** ({top[0]['probability']:.1%})")
+        st.markdown(f"Prediction: **{md(top[0]['label'])}** ({top[0]['probability']:.1%})")
         st.plotly_chart(charts.top_k(top), key="topk", config={"displayModeBar": False})
 
 st.subheader("Export")

@@ -4,6 +4,7 @@ import streamlit as st
 from app import charts, runs_ui
 from app.resources import get_jobs, get_store
 from app.state import current_run_id, open_on_train_page, set_current_run
+from app.text import md
 from app.ui import friendly, pick_run, run_label, sentence
 from transfer_core.events import RunStatus
 from transfer_core.trainer import max_epochs
@@ -21,7 +22,7 @@ if not runs:
 by_id = {r.id: r for r in runs}
 for r in runs:
     if r.is_active:
-        st.info(f"**{r.name}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
+        st.info(f"**{md(r.name)}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
                 icon=":material/model_training:")
 
 st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config=runs_ui.runs_table_config())
@@ -48,9 +49,9 @@ st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
 if record.message:
     (st.error if record.status == RunStatus.FAILED else st.info)(
-        sentence(record.message) + (f" **What to do:** {sentence(record.advice)}" if record.advice else ""))
+        md(sentence(record.message)) + (f" **What to do:** {md(sentence(record.advice))}" if record.advice else ""))
 if runs_ui.files_missing(store, record):
-    st.error(f"The files of this run are gone (no folder at {store.run_dir(record.id)}): it cannot be resumed, "
+    st.error(f"The files of this run are gone (no folder at {md(str(store.run_dir(record.id)))}): it cannot be resumed, "
              "tried or exported. Remove it from the list.")
     if st.button("Remove from the list", key="run_remove_missing", icon=":material/playlist_remove:"):
         store.delete_run(record.id)
@@ -81,7 +82,7 @@ with friendly("change the run"):
     if not record.is_active and delete.button("Delete...", key="run_delete", icon=":material/delete:"):
         st.session_state["confirm_delete"] = record.id
     if st.session_state.get("confirm_delete") == record.id:
-        st.warning(f"Delete run **{record.name}** (`{record.id}`) with its metrics, checkpoints and weights? "
+        st.warning(f"Delete run **{md(record.name)}** ({md(record.id)}) with its metrics, checkpoints and weights? "
                    "This cannot be undone.")
         yes, no = st.columns(2)
         # A plain button in red: the primary (blue) style marks the step the page expects next.
@@ -90,7 +91,7 @@ with friendly("change the run"):
             st.session_state.pop("confirm_delete", None)
             if st.session_state.get("current_run") == record.id:
                 set_current_run(None)
-            st.toast(f"Deleted {record.name}.")
+            st.toast(f"Deleted {md(record.name)}.")
             st.rerun()
         if no.button("Cancel", key="run_delete_no"):
             st.session_state.pop("confirm_delete", None)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .batching import device_batches, epoch_batches, image_transform, sample_lengths, sample_set, to_device
+from .csvsafe import restore_frame, write_csv
 from .data.images import load_image, to_rgb
 from .data.types import Dataset
 from .devices import is_channels_last, use_channels_last
@@ -262,6 +263,7 @@ def misclassified(preds: Predictions, dataset: Dataset | None = None, k: int | N
 # ---------------------------------------------------------------- files
 
 PROB_PREFIX = "prob_"
+TEXT_COLUMNS = ("id", "true", "predicted")
 
 
 def predictions_frame(preds: Predictions) -> pd.DataFrame:
@@ -282,14 +284,16 @@ def save_predictions(preds: Predictions, path: str | Path) -> Path:
     """CSV with id, true, predicted, confidence, loss and one prob_<class> column per class."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    predictions_frame(preds).to_csv(path, index=False)
+    # Labels and ids are the user's text: a cell like "=HYPERLINK(...)" must not run in a spreadsheet.
+    write_csv(predictions_frame(preds), path, TEXT_COLUMNS)
     return path
 
 
 def load_predictions(path: str | Path) -> pd.DataFrame:
     """The CSV written by `save_predictions`; unknown true labels read as "" and their loss as nan."""
     # Text columns stay text: a class called "NA" or "1" must not turn into a number or NaN.
-    frame = pd.read_csv(path, dtype={"id": str, "true": str, "predicted": str}, keep_default_na=False)
+    frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False)
+    restore_frame(frame, TEXT_COLUMNS)
     for col in frame.columns:
         if col in ("confidence", "loss") or col.startswith(PROB_PREFIX):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
