@@ -148,7 +148,7 @@ def webcam(cfg: RunConfig) -> None:
         return
     clash = data_ui.folder_clash(classes)
     if clash:
-        st.error(clash)
+        st.error(md(clash))
         return
     captures: dict = st.session_state.setdefault("captures", {})
     seen: set = st.session_state.setdefault("captures_seen", set())
