@@ -41,7 +41,7 @@ def _draw(run_id: str, was_active: bool) -> None:
         st.rerun()   # it just ended: redraw the page once, with polling off
 
     head, badge = st.columns([5, 1])
-    head.markdown(f"**{md(record.name)}** · {md(record.id)}")
+    head.markdown(f"**{md(record.name)}** · `{record.id}`")     # ids are made by the store: letters, digits, dashes
     with badge:
         status_badge(record.status)
     st.progress(prog.fraction, text=prog.text())

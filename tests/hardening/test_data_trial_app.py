@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.text import md
+
 from apphelpers import no_exceptions, open_app
 
 
@@ -14,7 +16,8 @@ def test_webcam_classes_that_clean_to_one_folder_are_refused(app_env, names, fir
     at.text_input(key="cam_classes").input(names).run()
     no_exceptions(at)
     errors = [e.value for e in at.error]
-    assert any(f"'{first}'" in e and f"'{second}'" in e and "rename" in e for e in errors), errors
+    shown = [f"'{md(name)}'" for name in (first, second)]     # class names are shown as text (escaped)
+    assert any(shown[0] in e and shown[1] in e and "rename" in e for e in errors), errors
     assert not at.camera_input and not [b for b in at.button if b.key == "cam_use"]
 
 
