@@ -115,7 +115,6 @@ def pick_run(store, runs: list, *, key: str, label: str = "Run", default_id: str
     return by_id[chosen]
 
 
-
 @st.cache_resource
 def page_icon():
     """The browser tab's icon, drawn here: a ":material/...:" or emoji icon makes every page load fetch it

@@ -170,18 +170,23 @@ def test_cli_json_is_strict_json(digits_folder, store, tmp_path, capsys):
 
 # ---- 3. A run that failed on its data or settings offers no resume ------------------------------------------
 
+def assert_refused_as_data_failure(store, run_id: str, reason: str) -> None:
+    """The run's failure is recorded as not resumable (a DataError), and a resume is refused in one line naming `reason`."""
+    failed = [e for e in store.events(run_id) if e["kind"] == "RunFailed"][-1]
+    assert failed["resumable"] is False and failed["error_type"] == "DataError"
+    refusal = store.resume_refusal(run_id)
+    assert refusal.startswith(f"run {run_id} failed because of its data or settings ({reason}")
+    assert "\n" not in refusal and ".." not in refusal
+    with pytest.raises(RunError, match="failed because of its data or settings"):
+        fit(None, store=store, run_id=run_id, resume=True)
+
+
 def test_a_run_failed_on_its_data_cannot_be_resumed(tmp_path, store):
     cfg = tiny_image_config(tmp_path)   # a placeholder path, replaced below (check() needs one)
     cfg.data.path = str(not_a_zip(tmp_path / "data"))
     result = fit(cfg, store=store)
     assert result.status == RunStatus.FAILED and "is not a zip file" in result.message
-    failed = [e for e in store.events(result.run_id) if e["kind"] == "RunFailed"][-1]
-    assert failed["resumable"] is False and failed["error_type"] == "DataError"
-    refusal = store.resume_refusal(result.run_id)
-    assert refusal.startswith(f"run {result.run_id} failed because of its data or settings (photos.zip is not a zip")
-    assert "\n" not in refusal and ".." not in refusal
-    with pytest.raises(RunError, match="failed because of its data or settings"):
-        fit(None, store=store, run_id=result.run_id, resume=True)
+    assert_refused_as_data_failure(store, result.run_id, "photos.zip is not a zip")
     from transfer_core.jobs import JobManager
     with pytest.raises(RunError, match="failed because of its data or settings"):
         JobManager(store).resume(result.run_id)
@@ -197,13 +202,7 @@ def test_a_run_whose_data_changed_cannot_be_resumed(digits_folder, tmp_path, sto
     next((data / "digit_0").iterdir()).unlink()                  # the folder changes under the run
     result = fit(None, store=store, run_id=done.run_id, resume=True, extra_epochs=1)
     assert result.status == RunStatus.FAILED and result.message.startswith("the data changed since this run started")
-    failed = [e for e in store.events(result.run_id) if e["kind"] == "RunFailed"][-1]
-    assert failed["resumable"] is False and failed["error_type"] == "DataError"
-    refusal = store.resume_refusal(result.run_id)
-    assert refusal.startswith(f"run {result.run_id} failed because of its data or settings (the data changed")
-    assert "\n" not in refusal and ".." not in refusal
-    with pytest.raises(RunError, match="failed because of its data or settings"):
-        fit(None, store=store, run_id=result.run_id, resume=True)
+    assert_refused_as_data_failure(store, result.run_id, "the data changed")
 
 
 def test_resume_refusal_reads_runs_recorded_before_the_flag(store):

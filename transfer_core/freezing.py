@@ -15,7 +15,7 @@ from torch import nn
 from .config import ConfigError, FreezeConfig
 from .models.base import BuiltModel
 
-_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def set_train_mode(built: BuiltModel, trainable: tuple[str, ...], *, train_bn: b
             module.eval()
             if train_bn:
                 for sub in module.modules():
-                    if isinstance(sub, _NORM_TYPES):
+                    if isinstance(sub, NORM_TYPES):
                         sub.train()
 
 
@@ -118,7 +118,7 @@ def _frozen_norm_modules(built: BuiltModel, trainable: tuple[str, ...]):
             continue
         for name in group.module_names:
             for sub in modules[name].modules():
-                if isinstance(sub, _NORM_TYPES):
+                if isinstance(sub, NORM_TYPES):
                     yield sub
 
 

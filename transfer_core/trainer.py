@@ -604,9 +604,8 @@ class Trainer:
         epoch (any of them may become the kept model)."""
         if not self.trained_norms:
             return False
-        seg = self.segments[self.seg_index]
-        return (epoch + 1 >= seg.end_epoch or epoch + 1 >= self.config.train.epochs
-                or self.config.train.early_stopping_patience > 0)
+        # The last segment ends at train.epochs (plan_segments, _extend), so its end is the run's.
+        return epoch + 1 >= self.segments[self.seg_index].end_epoch or self.config.train.early_stopping_patience > 0
 
     def _recompute_norm_statistics(self) -> None:
         if batchnorm.recompute_statistics(self.built.net, self.trained_norms, self._norm_statistics_forwards()):
