@@ -43,7 +43,9 @@ FREEZING_TEXT = (
 ACTIVATION_FACTOR = {"image": 60 * 4, "text": 30_000 * 4}
 
 
-AVAILABILITY = {READY: "ready ✓", DOWNLOAD: "downloads its weights on first use",
+# Pages never probe the network (availability(..., probe=False)): a model that must download is named as such,
+# and Start checks that its source answers.
+AVAILABILITY = {READY: "ready ✓", DOWNLOAD: "downloads its weights on first use (needs the network)",
                 UNREACHABLE: "needs a download, cannot be reached now"}
 
 
@@ -52,13 +54,13 @@ def model_choices(modality: str | None) -> list[str]:
     and the tests only."""
     specs = [s for s in list_specs(modality) if s.source != "test"]
     order = {READY: 0, DOWNLOAD: 1, UNREACHABLE: 2}
-    return [s.name for s in sorted(specs, key=lambda s: order[availability(s)])]
+    return [s.name for s in sorted(specs, key=lambda s: order[availability(s, probe=False)])]
 
 
 def model_label(name: str) -> str:
     try:
         spec = get_spec(name, runs_dir=runs_dir())
-        ready = availability(spec)
+        ready = availability(spec, probe=False)
     except Exception:  # a label must never break the picker; the page explains the problem below it
         return name
     tag = "test model, random weights" if spec.source == "test" else AVAILABILITY[ready]

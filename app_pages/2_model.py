@@ -12,7 +12,7 @@ from app.ui import friendly
 from transfer_core.config import FREEZE_PRESETS
 from transfer_core.freezing import rate_warnings
 from transfer_core.models import get_spec
-from transfer_core.models.network import UNREACHABLE, availability
+from transfer_core.models.network import DOWNLOAD, availability
 from transfer_core.preparation import guess_modality
 
 cfg = draft()
@@ -56,9 +56,10 @@ with friendly("describe the model"):
         st.error(f"{md(spec.name)} is a{'n' if spec.modality == 'image' else ''} {spec.modality} model but the data "
                  f"holds {modality}s; pick a {modality} model.")
     (st.success if spec.offline else st.info)(md(spec.description))
-    if availability(spec, cfg.model.pretrained) == UNREACHABLE:
-        st.warning(f"{md(spec.name)} must download its weights, and the download source cannot be reached now (no "
-                   "network?). A run with it would fail; pick a model marked ready ✓.", icon=":material/cloud_off:")
+    if availability(spec, cfg.model.pretrained, probe=False) == DOWNLOAD:   # pages send nothing out; Start checks
+        st.info(f"{md(spec.name)} downloads its weights when a run starts, so it needs the network; Start checks that "
+                "the download source answers. With no network, pick a model marked ready ✓.",
+                icon=":material/cloud_download:")
     skip = ("model.name", "model.max_length", "model.pooling") if spec.modality == "image" else ("model.name", "model.image_size")
     render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
     if spec.modality == "text":

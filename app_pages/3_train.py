@@ -40,7 +40,7 @@ with friendly("read the model choice"):
     modality = guess_modality(cfg.data.path)
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     st.markdown(f"**Data:** {md(describe_path(cfg.data.path))} · **Model:** {md(spec.name)} "
-                f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained)]}) · "
+                f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained, probe=False)]}) · "
                 f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}")
     st.caption("Change them on the Data and Model and layers pages.")
 

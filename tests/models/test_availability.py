@@ -46,3 +46,15 @@ def test_downloads_are_ready_once_cached_else_depend_on_the_network(network_up, 
     assert availability(hub) == UNREACHABLE
     network_up["up"] = True
     assert availability(hub) == DOWNLOAD
+
+
+def test_the_probe_goes_through_the_https_proxy_as_downloads_do(monkeypatch):
+    """Behind a proxy a direct connect fails while downloads work: the probe asks the proxy instead."""
+    from transfer_core.models import network
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert network._through_proxy("huggingface.co", 443) == ("huggingface.co", 443)
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    assert network._through_proxy("huggingface.co", 443) == ("proxy.internal", 3128)
+    monkeypatch.setenv("no_proxy", "huggingface.co")
+    assert network._through_proxy("huggingface.co", 443) == ("huggingface.co", 443)

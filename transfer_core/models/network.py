@@ -11,7 +11,9 @@ _seen: dict[str, tuple[float, bool]] = {}
 
 
 def reachable(host: str, port: int = 443, timeout: float = 3.0, ttl: float = 60.0) -> bool:
-    """One TCP connect to host:port, remembered for `ttl` seconds."""
+    """One TCP connect to host:port (to the HTTPS proxy instead, where one is set for it), remembered for
+    `ttl` seconds."""
+    host, port = _through_proxy(host, port)
     now = time.monotonic()
     hit = _seen.get(host)
     if hit is not None and now - hit[0] < ttl:
@@ -23,6 +25,19 @@ def reachable(host: str, port: int = 443, timeout: float = 3.0, ttl: float = 60.
         ok = False
     _seen[host] = (now, ok)
     return ok
+
+
+def _through_proxy(host: str, port: int) -> tuple[str, int]:
+    """Where a download from `host` connects first: the proxy of HTTPS_PROXY/https_proxy unless NO_PROXY
+    exempts the host (the same rules urllib and requests follow)."""
+    import urllib.request
+    from urllib.parse import urlparse
+
+    proxy = urllib.request.getproxies().get("https")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return host, port
+    parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+    return parsed.hostname or host, parsed.port or 80
 
 
 def check_downloadable(spec, pretrained: bool) -> None:
@@ -41,12 +56,15 @@ DOWNLOAD = "download"          # it downloads on first use, and its source answe
 UNREACHABLE = "unreachable"    # it must download, and its source cannot be reached now
 
 
-def availability(spec, pretrained: bool = True) -> str:
+def availability(spec, pretrained: bool = True, *, probe: bool = True) -> str:
     """READY, DOWNLOAD or UNREACHABLE for a build of `spec` right now (one quick connect per source,
-    remembered for a minute, and only when nothing is cached)."""
+    remembered for a minute, and only when nothing is cached). Without `probe` nothing leaves the
+    machine: a model that must download is DOWNLOAD (pages use this; Start probes, check_downloadable)."""
     cached, source = _download_source(spec, pretrained)
     if cached:
         return READY
+    if not probe:
+        return DOWNLOAD
     return DOWNLOAD if source[1]() else UNREACHABLE
 
 
