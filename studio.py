@@ -1,15 +1,21 @@
-"""Transfer Studio, the web app: a router over the pages in app_pages/ (run with `streamlit run streamlit_app.py`).
+"""Transfer Studio, the web app: a router over the pages in app_pages/, served by streamlit_app.py
+(`streamlit run streamlit_app.py`), which puts the access gate in front of it.
 
 The page scripts are not in a folder named `pages/`: Streamlit runs a deep link to such a folder's
 script directly (bypassing this router) until the first visit to the root page of a fresh server.
 """
 import streamlit as st
 
+from app.access import session_allowed
 from app.state import count_script_run
 from app.ui import page_icon, show_error
 from transfer_core.errors import StoreDamaged
 
 st.set_page_config(page_title="Transfer Studio", page_icon=page_icon(), layout="wide")
+if not session_allowed(st.context.cookies.to_dict()):
+    from app.ui import show_locked
+    show_locked()
+    st.stop()
 count_script_run()   # lets config widgets tell when the browser dropped them (app/state.py seed_widget)
 
 page = st.navigation([

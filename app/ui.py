@@ -34,6 +34,14 @@ def show_error(exc: BaseException, action: str) -> None:
         st.error(unexpected_message(exc, action), icon=":material/error:")
 
 
+def show_locked() -> None:
+    """The page a browser gets when the pages are served without the access gate (app/access.py)."""
+    st.title("Transfer Studio is locked")
+    st.error("These pages are served without their access check. Start the app with `scripts/demo.sh` or "
+             "`streamlit run streamlit_app.py` and open the address it prints (it ends in `?token=...`); to run it "
+             "behind your own authentication instead, set `TRANSFER_STUDIO_NO_TOKEN=1`.", icon=":material/lock:")
+
+
 @contextmanager
 def friendly(action: str):
     """Run a block; any error becomes a friendly message and the rest of the page still draws."""

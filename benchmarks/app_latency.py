@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/app_latency.py                 # starts its own server and job
     .venv/bin/python benchmarks/app_latency.py --sessions 20 --reruns 10 --no-baseline
-    .venv/bin/python benchmarks/app_latency.py --url http://127.0.0.1:8501   # a running app (needs --data-dir)
+    .venv/bin/python benchmarks/app_latency.py --url "http://127.0.0.1:8501/?token=..."   # a running app (needs --data-dir)
 
+`--url` takes the address the app prints when it starts (with its access token, app/access.py).
 Without --url it starts `streamlit run streamlit_app.py` on a free loopback port with temporary runs
 and data folders, measures once with nothing training (baseline), then starts a full fine-tuning job
 through the app's own Start button, measures again while it trains, stops the job and the server.
@@ -31,19 +32,37 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import secrets
 import time
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 ACTIVE = ("queued", "running", "paused")
 BADGE = re.compile(r"-badge\[(\w+)\]")
 FINISHED_OK, FINISHED_COMPILE_ERROR, FINISHED_EARLY, FINISHED_FRAGMENT = 0, 1, 2, 3
 
 
 # ---------------------------------------------------------------------------------------------- client
+def sign_in(address: str) -> tuple[str, dict[str, str]]:
+    """The app's base URL and the headers a browser sends once it has opened `address` (the address the
+    app prints, http://HOST:PORT/?token=...): the access cookie the server sets for that token."""
+    from app.access import Access
+
+    parts = urlsplit(address)
+    base = f"{parts.scheme}://{parts.netloc}"
+    token = parse_qs(parts.query).get("token", [""])[0]
+    if not token:
+        return base, {}
+    access = Access(token)
+    return base, {"Cookie": f"{access.cookie_name}={access.cookie_value}"}
+
+
 @dataclass
 class Page:
     """What one script run sent: its elements (Element protos) and how long it took."""
@@ -81,7 +100,7 @@ class Session:
     """One browser-like session of a Streamlit app: `await s.run("train")` runs the Train page."""
 
     def __init__(self, url: str, timeout: float = 120.0):
-        self.url = url.rstrip("/")
+        self.url, self.headers = sign_in(url)
         self.timeout = timeout
         self.ws = None
         self.page_hash = ""
@@ -94,7 +113,8 @@ class Session:
         ws_url = "ws" + self.url[len("http"):] + "/_stcore/stream"
         # Same origin as the page, as a browser sends it; "streamlit" is the subprotocol the frontend asks for.
         self.ws = await asyncio.wait_for(websockets.connect(ws_url, subprotocols=["streamlit"], origin=self.url,
-                                                            max_size=None, compression=None), self.timeout)
+                                                            additional_headers=self.headers, max_size=None,
+                                                            compression=None), self.timeout)
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -159,8 +179,10 @@ class Session:
                 return result
 
 
-def _get(url: str, timeout: float) -> int:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+def _get(address: str, timeout: float) -> int:
+    """GET the app's index page as a browser that has opened `address` does."""
+    base, headers = sign_in(address)
+    with urllib.request.urlopen(urllib.request.Request(base + "/", headers=headers), timeout=timeout) as r:
         r.read()
         return r.status
 
@@ -170,7 +192,7 @@ async def load_once(url: str, page: str = "train", timeout: float = 120.0) -> di
     out = {"ok": False, "index": None, "script": None, "total": None, "error": ""}
     t0 = time.perf_counter()
     try:
-        status = await asyncio.wait_for(asyncio.to_thread(_get, url.rstrip("/") + "/", timeout), timeout)
+        status = await asyncio.wait_for(asyncio.to_thread(_get, url, timeout), timeout)
         t1 = time.perf_counter()
         out["index"] = t1 - t0
         async with Session(url, timeout) as s:
@@ -355,11 +377,15 @@ def _free_port() -> int:
 
 
 @contextmanager
-def app_server(base: Path, cache: str | None = None, ready_timeout: float = 120.0):
-    """`streamlit run streamlit_app.py` on a free loopback port with runs and data under `base`."""
+def app_server(base: Path, cache: str | None = None, ready_timeout: float = 120.0, env: dict | None = None):
+    """`streamlit run streamlit_app.py` on a free loopback port with runs and data under `base`; yields the
+    address to open, with the access token it chose (http://127.0.0.1:PORT/?token=...)."""
     port = _free_port()
+    token = secrets.token_urlsafe(24)
     env = {**os.environ, "TRANSFER_CORE_RUNS": str(base / "runs"), "TRANSFER_APP_DATA": str(base / "data"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "TRANSFER_STUDIO_TOKEN": token, **(env or {})}
+    env.pop("TRANSFER_STUDIO_NO_TOKEN", None)
     if cache:
         env["TRANSFER_CORE_CACHE"] = cache
     log = open(base / "server.log", "w")
@@ -378,7 +404,7 @@ def app_server(base: Path, cache: str | None = None, ready_timeout: float = 120.
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not start:\n{(base / 'server.log').read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield f"{url}/?token={token}"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

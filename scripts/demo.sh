@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Set up and launch the app on http://127.0.0.1:8501 (works offline: built-in demo data and models).
+# Set up and launch the app on http://127.0.0.1:8501/?token=... (works offline: built-in demo data and models).
+# It prints that address: the token, random at each launch unless TRANSFER_STUDIO_TOKEN sets it, keeps
+# other programs and users of this machine out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh runtime

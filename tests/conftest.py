@@ -18,6 +18,15 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(autouse=True)
+def pages_without_gate(monkeypatch):
+    """AppTest runs the page scripts without the server, so without its access gate (app/access.py); like
+    an app behind its own authentication, they run with the token turned off. The gate's own tests
+    (tests/hardening/test_access.py, the browser tests) run the real server with a token."""
+    monkeypatch.setenv("TRANSFER_STUDIO_NO_TOKEN", "1")
+    monkeypatch.delenv("TRANSFER_STUDIO_TOKEN", raising=False)
+
+
 @pytest.fixture(scope="session")
 def digits_folder(tmp_path_factory):
     """scikit-learn's 8x8 digits as PNG files, 4 classes x 15 images, one folder per class."""

@@ -11,6 +11,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def sign_in(ctx, server: dict) -> None:
+    """Open the address the app printed (with its token) in this browser context: the server answers with
+    the access cookie, which every later page, reload and websocket of the context sends."""
+    response = ctx.request.get(server["address"])
+    assert response.ok, (response.status, response.url)
+
+
 def open_page(ctx, url: str, path: str = ""):
     page = ctx.new_page()
     page.goto(f"{url}/{path}")

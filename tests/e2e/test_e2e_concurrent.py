@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from e2ehelpers import ROOT, no_error_boxes, open_page, screenshot, wait_until_idle
+from e2ehelpers import ROOT, no_error_boxes, open_page, screenshot, sign_in, wait_until_idle
 from playwright.sync_api import expect
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -72,9 +72,11 @@ def open_run_from_runs_page(page, name: str) -> None:
 
 def test_two_sessions_start_at_once_one_queues_and_each_tab_can_stop_the_other(app_server, browser):
     url = app_server["url"]
-    stop_everything(url)                     # a clean start, whatever ran before on the shared server
+    stop_everything(app_server["address"])   # a clean start, whatever ran before on the shared server
     names = ("concurrent A", "concurrent B")
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in names]
+    for ctx in contexts:
+        sign_in(ctx, app_server)
     try:
         # New sessions start from the last draft: the image demo with every layer training, 200 epochs.
         with app_latency.draft_for_new_sessions(app_server["base"] / "data", app_latency.long_job_config(200)):
@@ -130,22 +132,22 @@ def test_two_sessions_start_at_once_one_queues_and_each_tab_can_stop_the_other(a
     finally:
         for ctx in contexts:
             ctx.close()
-        stop_everything(url)
+        stop_everything(app_server["address"])
 
 
 def test_twenty_simultaneous_page_loads_are_served_while_a_job_trains(app_server):
     """A bounded load test on 127.0.0.1 (benchmarks/app_latency.py): 20 fresh sessions open the Train page
     at once while a full fine-tuning job trains; all must be served. Latencies are printed, not asserted."""
-    url = app_server["url"]
-    stop_everything(url)
-    rounds = run_async(app_latency.measure_while_training(url, app_server["base"] / "data", sessions=20,
+    address = app_server["address"]
+    stop_everything(address)
+    rounds = run_async(app_latency.measure_while_training(address, app_server["base"] / "data", sessions=20,
                                                             reruns=5, baseline=False, timeout=240))
     print("\n" + app_latency.table(rounds))
     training = rounds["training"]
     failures = [r["error"] for r in training["loads"] if not r["ok"]]
     assert training["served"] == 20, failures
     assert training["rerun"]["n"] == 5 and training["fragment"]["n"] == 5
-    assert stop_everything(url) == 0, "a job was left running"
+    assert stop_everything(address) == 0, "a job was left running"
 
 
 def test_live_server_is_on_loopback_and_refuses_foreign_origins_and_hosts(app_server):
@@ -156,16 +158,22 @@ def test_live_server_is_on_loopback_and_refuses_foreign_origins_and_hosts(app_se
     assert re.search(r"started on 127\.0\.0\.1:\d+", app_server["log"].read_text()), "not bound to loopback"
     port = url.rsplit(":", 1)[1]
 
+    signed_in = app_latency.sign_in(app_server["address"])[1]
+
     async def connect(origin: str, host: str = "127.0.0.1") -> bool:
-        """Open the app's websocket with this Origin and Host header (always over 127.0.0.1)."""
+        """Open the app's websocket with this Origin and Host header (always over 127.0.0.1), with the
+        access cookie of a browser that opened the app."""
         try:
             async with websockets.connect(f"ws://{host}:{port}/_stcore/stream", subprotocols=["streamlit"],
-                                          origin=origin, host="127.0.0.1", port=int(port), open_timeout=30) as ws:
+                                          origin=origin, host="127.0.0.1", port=int(port), open_timeout=30,
+                                          additional_headers=signed_in) as ws:
                 await ws.ping()
                 return True
         except (websockets.InvalidStatus, websockets.ConnectionClosed, websockets.InvalidHandshake):
             return False
 
     assert run_async(connect(url))                                            # the app's own page
+    assert not run_async(connect(f"http://127.0.0.1:{int(port) + 1}"))        # another local server's page
+    assert not run_async(connect(f"http://localhost:{int(port) + 1}"))
     assert not run_async(connect("http://evil.example"))                     # another site's page (CSWSH)
     assert not run_async(connect(f"http://evil.example:{port}", host="evil.example"))   # DNS rebinding

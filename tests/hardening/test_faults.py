@@ -227,7 +227,7 @@ def test_out_of_memory_retries_with_half_the_batch_size(digits_folder, store, mo
     monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
     st.cache_resource.clear()
     try:
-        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+        at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=60)
         at.session_state["current_run"] = runs[0].run_id
         at.run()
         at.switch_page("app_pages/3_train.py").run()

@@ -21,10 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "streamlit_app.py")
+APP = str(ROOT / "studio.py")
 CONFIG = ROOT / ".streamlit" / "config.toml"
 SOURCES = sorted((ROOT / "transfer_core").rglob("*.py")) + sorted((ROOT / "app").rglob("*.py")) \
-    + sorted((ROOT / "app_pages").rglob("*.py")) + [ROOT / "streamlit_app.py"]
+    + sorted((ROOT / "app_pages").rglob("*.py")) + [ROOT / "studio.py", ROOT / "streamlit_app.py"]
 OUTSIDE = "is outside the folders this app may read"
 
 
