@@ -18,10 +18,11 @@ from transfer_core.data import build_report
 from transfer_core.data.tables import read_table
 from transfer_core.errors import DataError, ModelError, TransferError
 from transfer_core.models import default_model, get_spec
+from transfer_core.paths import check_allowed
 from transfer_core.preparation import load_configured, prepare_data
 
 from . import charts
-from .resources import new_upload_dir
+from .resources import allowed_roots, new_upload_dir
 from .text import md
 
 TEXT_TYPES = ["csv", "tsv", "jsonl", "ndjson"]
@@ -114,7 +115,7 @@ def save_camera_captures(captures: dict[str, list[bytes]]) -> Path:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def table_preview(path: str) -> tuple[pd.DataFrame, list[str]]:
-    return read_table(Path(path))
+    return read_table(check_allowed(path, allowed_roots(), what="data path"))
 
 
 def use_data(cfg: RunConfig, path: str, modality: str | None, *, text_column: str = "", label_column: str = "") -> None:
@@ -156,10 +157,11 @@ def _inspect(key: str) -> Inspection:
     for k, v in data["data"].items():
         cfg.set(f"data.{k}", v)
     cfg.set("train.seed", data["seed"])
+    roots = allowed_roots()   # image paths inside a table are held to them too: a row naming another file is skipped
     try:
-        prep = prepare_data(cfg)
+        prep = prepare_data(cfg, allowed_roots=roots)
     except DataError as exc:
-        dataset = load_configured(cfg.data.path, cfg)   # raises when the data cannot even be read
+        dataset = load_configured(cfg.data.path, cfg, allowed_roots=roots)   # raises when the data cannot even be read
         return Inspection(dataset, build_report(dataset), blocking=str(exc))
     return Inspection(prep.dataset, prep.report, prep.splits, list(prep.notices))
 

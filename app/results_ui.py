@@ -13,7 +13,7 @@ from transfer_core.evaluate import load_predictions, predict_inputs
 from transfer_core.preparation import load_configured
 from transfer_core.runs import load_run_model
 
-from .resources import get_store
+from .resources import allowed_roots, get_store
 from .text import md
 
 METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE = "metrics.json", "predictions.csv", "weights.safetensors"
@@ -62,17 +62,19 @@ def run_predictions(run_dir: Path) -> pd.DataFrame | None:
 
 
 @st.cache_data(show_spinner="Finding the examples...", max_entries=8, ttl=3600)
-def sample_inputs(config: dict) -> dict[str, str]:
-    """id -> input (image path or text) of the run's data; empty when the data is gone."""
+def sample_inputs(config: dict) -> tuple[dict[str, str], str]:
+    """id -> input (image path or text) of the run's data, and one line on why some cannot be shown ('' when
+    all can): the data is gone, or lies outside the folders this app may read (a run made on the command line)."""
     cfg = RunConfig.from_dict(config)
     lookup: dict[str, str] = {}
+    note = ""
     for path in (cfg.data.path, cfg.data.val_path):
         if path.strip():
             try:
-                lookup.update({s.id: s.input for s in load_configured(path, cfg).samples})
-            except Exception:
-                pass
-    return lookup
+                lookup.update({s.id: s.input for s in load_configured(path, cfg, allowed_roots=allowed_roots()).samples})
+            except Exception as exc:
+                note = note or "The examples' inputs are not shown: " + (" ".join(str(exc).split()) or type(exc).__name__)
+    return lookup, note
 
 
 def per_class_table(val: dict) -> pd.DataFrame:

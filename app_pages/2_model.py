@@ -21,7 +21,7 @@ st.title("Model and layers")
 modality, classes, n_train, n_val = None, tuple(f"class {i}" for i in range(10)), 1000, 250
 if has_data(cfg):
     with friendly("read the data"):
-        modality = guess_modality(cfg.data.path)
+        modality = guess_modality(cfg.data.path, allowed_roots=allowed_roots())
         found = inspect(cfg)
         classes = tuple(found.classes) or classes
         if found.splits is not None:

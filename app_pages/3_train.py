@@ -37,7 +37,7 @@ if not has_data(cfg):
 
 modality, spec = "image", None
 with friendly("read the model choice"):
-    modality = guess_modality(cfg.data.path)
+    modality = guess_modality(cfg.data.path, allowed_roots=allowed_roots())
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     st.markdown(f"**Data:** {md(describe_path(cfg.data.path))} · **Model:** {md(spec.name)} "
                 f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained, probe=False)]}) · "

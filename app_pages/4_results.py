@@ -72,4 +72,7 @@ rows = results_ui.gallery_rows(preds, kind, k)
 if rows.empty:
     st.success("No misclassified validation examples.")
 else:
-    results_ui.show_gallery(rows, results_ui.sample_inputs(record.config), record.modality)
+    inputs, note = results_ui.sample_inputs(record.config)
+    if note:
+        st.caption(md(note))
+    results_ui.show_gallery(rows, inputs, record.modality)

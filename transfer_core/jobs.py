@@ -53,9 +53,7 @@ class JobManager:
     # ---- starting -------------------------------------------------------
     def submit(self, config: RunConfig, name: str | None = None) -> str:
         """Validate, create the run (queued) and schedule it. Raises ConfigError before anything is written."""
-        if self.allowed_roots is not None:
-            check_config_paths(config, self.allowed_roots)
-        check_startable(config, runs_dir=self.store.root)
+        check_startable(config, runs_dir=self.store.root, allowed_roots=self.allowed_roots)
         run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                        dataset=config.data.path)
         self._enqueue(Job(run_id, config), config.train.device)
@@ -74,6 +72,8 @@ class JobManager:
         # Refused here, while the run is as it was: once queued, a refusal inside the worker would mark it failed.
         record = check_resumable(self.store, run_id, extra_epochs)
         config = RunConfig.of_saved_run(record.config)
+        if self.allowed_roots is not None:   # a run made on the command line may name data the app may not read
+            check_config_paths(config, self.allowed_roots)
         self.store.set_status(run_id, RunStatus.QUEUED)
         self._enqueue(Job(run_id, None, resume=True, extra_epochs=extra_epochs), config.train.device)
         return run_id
@@ -163,7 +163,8 @@ class JobManager:
                 self._running[device] = job
             try:
                 job.result = fit(job.config, store=self.store, run_id=job.run_id, control=job.control,
-                                 observers=self.observers, resume=job.resume, extra_epochs=job.extra_epochs)
+                                 observers=self.observers, resume=job.resume, extra_epochs=job.extra_epochs,
+                                 allowed_roots=self.allowed_roots)
                 if job.result.status == RunStatus.FAILED:
                     # The page shows one line; the terminal that runs the app gets it too (fit() has already
                     # logged the traceback of an unexpected error), so a failure never passes unseen there.

@@ -14,6 +14,7 @@ from .data.splits import case_merge_map, label_counts, merge_labels
 from .data.report import DataReport
 from .data.types import Dataset, Splits
 from .errors import DataError
+from .paths import check_allowed
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".txt", ".json")
 
@@ -47,17 +48,20 @@ class PreparedData:
         return self.report
 
 
-def load_configured(path: str, cfg: RunConfig) -> Dataset:
+def load_configured(path: str, cfg: RunConfig, *, allowed_roots: list | None = None) -> Dataset:
+    """`path` loaded with the config's column choices; `allowed_roots` as for load_dataset (None: anywhere)."""
     d = cfg.data
-    return load_dataset(path, text_column=d.text_column, label_column=d.label_column, image_column=d.image_column)
+    return load_dataset(path, text_column=d.text_column, label_column=d.label_column, image_column=d.image_column,
+                        allowed_roots=allowed_roots)
 
 
-def prepare_data(cfg: RunConfig, *, tokenizer=None) -> PreparedData:
+def prepare_data(cfg: RunConfig, *, tokenizer=None, allowed_roots: list | None = None) -> PreparedData:
     """Load, clean, split and report. Raises DataError naming the first blocking problem; its `report`
-    attribute then holds the data report as far as it got (None when the data could not be read)."""
+    attribute then holds the data report as far as it got (None when the data could not be read).
+    With `allowed_roots` (the web app), only files under those folders are read (see load_dataset)."""
     d = cfg.data
-    dataset = load_configured(d.path, cfg)
-    val_dataset = load_configured(d.val_path, cfg) if d.val_path.strip() else None
+    dataset = load_configured(d.path, cfg, allowed_roots=allowed_roots)
+    val_dataset = load_configured(d.val_path, cfg, allowed_roots=allowed_roots) if d.val_path.strip() else None
     notices = list(dataset.warnings)
     if d.merge_case:
         # One mapping for both sets, so a validation "Cat" lands in the same class as a training "cat".
@@ -157,13 +161,15 @@ def _blocking(report: DataReport) -> DataError:
     return exc
 
 
-def guess_modality(path: str) -> str:
-    """'image' or 'text' from the path alone (used to pick a default model)."""
+def guess_modality(path: str, *, allowed_roots: list | None = None) -> str:
+    """'image' or 'text' from the path alone (used to pick a default model); a CSV is read to tell."""
     if path.startswith("demo:"):
         return "text" if "bbc" in path else "image"
+    if allowed_roots is not None:
+        check_allowed(path, allowed_roots, what="data path")
     p = Path(path)
     if p.is_dir() or p.suffix.lower() == ".zip":
         return "image"
     if p.suffix.lower() in TEXT_SUFFIXES:
-        return load_dataset(path).modality if p.suffix.lower() == ".csv" else "text"
+        return load_dataset(path, allowed_roots=allowed_roots).modality if p.suffix.lower() == ".csv" else "text"
     raise DataError(f"cannot tell what {path} holds; give an image folder or .zip, or a .csv/.tsv/.jsonl text file")

@@ -12,6 +12,7 @@ from .evaluate import compute_metrics, predict_dataset, predict_inputs, top_loss
 from .export import ExportResult, export_bundle
 from .models import build_model
 from .models.base import BuiltModel
+from .paths import check_allowed
 from .preparation import load_configured
 from .store import RunStore
 from .trainer import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
@@ -39,10 +40,11 @@ def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
     return built
 
 
-def evaluate_run(store: RunStore, run_id: str, data_path: str) -> dict:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run on labelled data."""
+def evaluate_run(store: RunStore, run_id: str, data_path: str, *, allowed_roots: list | None = None) -> dict:
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run on labelled data.
+    `allowed_roots` (a front end's folders; None: anywhere) as for load_dataset."""
     built = load_run_model(store, run_id)
-    dataset = load_configured(data_path, run_config(store, run_id))
+    dataset = load_configured(data_path, run_config(store, run_id), allowed_roots=allowed_roots)
     if dataset.modality != built.modality:
         raise RunError(f"run {run_id} classifies {built.modality}s but {data_path} holds {dataset.modality}s; give {built.modality} data")
     unknown = sorted(set(dataset.classes) - set(built.classes))
@@ -55,14 +57,20 @@ def evaluate_run(store: RunStore, run_id: str, data_path: str) -> dict:
     return metrics
 
 
-def predict_run(store: RunStore, run_id: str, inputs: list, top_k: int = 3) -> list[dict]:
-    """For each input (image path or text): the top-k labels with probabilities."""
+def predict_run(store: RunStore, run_id: str, inputs: list, top_k: int = 3, *,
+                allowed_roots: list | None = None) -> list[dict]:
+    """For each input (image path or text): the top-k labels with probabilities. With `allowed_roots`
+    (a front end's folders; None: anywhere), an image path outside them is refused."""
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         # A slice with a negative end would quietly drop classes instead.
         raise RunError(f"top-k must be a whole number of 1 or more, not {top_k}; give e.g. --top-k 3")
     built = load_run_model(store, run_id)
     if built.modality == "image":
-        missing = [x for x in inputs if isinstance(x, (str, Path)) and not Path(x).is_file()]
+        paths = [x for x in inputs if isinstance(x, (str, Path))]
+        if allowed_roots is not None:
+            for path in paths:
+                check_allowed(path, allowed_roots, what="input", error=RunError)
+        missing = [x for x in paths if not Path(x).is_file()]
         if missing:
             raise RunError(f"no image file at {missing[0]}; give paths of image files")
     probs = predict_inputs(built, list(inputs))

@@ -45,6 +45,7 @@ from .freezing import (Segment, apply_trainable, count_trainable, frozen_gap, he
 from .models import build_model, get_spec
 from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
+from .paths import check_config_paths
 from .preparation import PreparedData, guess_modality, prepare_data
 from .store import RunRecord, RunStore
 from .summary import best_fields, best_row
@@ -94,14 +95,17 @@ class _Stopped(Exception):
     """Raised inside the loop when a stop was requested; caught by fit()."""
 
 
-def check_startable(config: RunConfig, *, runs_dir=None) -> RunConfig:
-    """Reject a run before anything is written: invalid settings, unknown model, missing data."""
+def check_startable(config: RunConfig, *, runs_dir=None, allowed_roots: list | None = None) -> RunConfig:
+    """Reject a run before anything is written: invalid settings, unknown model, missing data, and (with
+    `allowed_roots`, the web app's folders) data or a local model folder outside those folders."""
+    if allowed_roots is not None:
+        check_config_paths(config, allowed_roots)
     config.check()
     spec = get_spec(config.model.name, runs_dir=runs_dir)
     for field_name, path in (("data.path", config.data.path), ("data.val_path", config.data.val_path)):
         if path and not path.startswith("demo:") and not Path(path).exists():
             raise DataError(f"{field_name}: nothing at {path}; give an existing folder, .zip or CSV/TSV/JSONL file")
-    modality = guess_modality(config.data.path)
+    modality = guess_modality(config.data.path, allowed_roots=allowed_roots)
     if spec.modality != modality:
         raise ConfigError(f"model.name {spec.name} is a {spec.modality} model but {config.data.path} holds {modality}s; "
                           f"pick a {modality} model (see `python -m transfer_core models`)")
@@ -144,9 +148,11 @@ def check_resumable(store: RunStore, run_id: str, extra_epochs: int = 0) -> RunR
 
 
 def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None, control: RunControl | None = None,
-        observers: Iterable[Observer] = (), resume: bool = False, extra_epochs: int = 0, name: str | None = None) -> FitResult:
+        observers: Iterable[Observer] = (), resume: bool = False, extra_epochs: int = 0, name: str | None = None,
+        allowed_roots: list | None = None) -> FitResult:
     """Train (or resume) one run to its end. Never raises for problems inside the run: they end it as failed.
-    A resume that cannot work raises (RunError) before the run changes."""
+    A resume that cannot work raises (RunError) before the run changes. With `allowed_roots` (the web app),
+    the data is read only under those folders (see load_dataset)."""
     if resume:
         if run_id is None:
             raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
@@ -155,13 +161,16 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     if run_id is None:
         run_id = store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                   dataset=config.data.path)
-    trainer = Trainer(config, store=store, run_id=run_id, control=control or RunControl(), observers=list(observers))
+    trainer = Trainer(config, store=store, run_id=run_id, control=control or RunControl(), observers=list(observers),
+                      allowed_roots=allowed_roots)
     return trainer.run(resume=resume, extra_epochs=extra_epochs)
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, *, store: RunStore, run_id: str, control: RunControl, observers: list[Observer]):
+    def __init__(self, config: RunConfig, *, store: RunStore, run_id: str, control: RunControl, observers: list[Observer],
+                 allowed_roots: list | None = None):
         self.config = config
+        self.allowed_roots = allowed_roots
         self.store = store
         self.run_id = run_id
         self.control = control
@@ -198,7 +207,7 @@ class Trainer:
 
     def _run(self, *, resume: bool, extra_epochs: int) -> FitResult:
         cfg = self.config
-        self.data = prepare_data(cfg)
+        self.data = prepare_data(cfg, allowed_roots=self.allowed_roots)
         state = None
         if resume and not (self.run_dir / CHECKPOINT_FILE).exists():
             resume = False  # no checkpoint was written before it ended: start it from the beginning

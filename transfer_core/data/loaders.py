@@ -4,12 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import DataError
+from ..paths import check_allowed, lies_under, outside_rule, resolve_roots
 from .archives import safe_extract_zip
 from .cache import cache_root
 from .demo import load_demo
@@ -23,12 +24,15 @@ _MISSING_LABELS = {"", "nan", "NaN"}
 
 
 def load_dataset(path: str | Path, *, modality: str | None = None, text_column: str = "", label_column: str = "",
-                 image_column: str = "", work_dir: str | Path | None = None) -> Dataset:
+                 image_column: str = "", work_dir: str | Path | None = None,
+                 allowed_roots: list[str | Path] | None = None) -> Dataset:
     """Load a folder of class subfolders, a .zip of one, a CSV/TSV/JSONL table, or `demo:<name>`.
 
     `modality` ("image"/"text") is checked against what was found; None accepts either.
     Zips are extracted under `work_dir` (default: the cache's `extracted/` folder) in a
     subfolder named after the zip's hash, and reused when loaded again.
+    `allowed_roots` (the web app's folders; None: anywhere) holds `path` and the image paths
+    inside a table to those folders: a row naming a file elsewhere is skipped, saying why.
     """
     if modality not in (None, "", "image", "text"):
         raise DataError(f"Unknown modality '{modality}'; use image or text.")
@@ -38,18 +42,21 @@ def load_dataset(path: str | Path, *, modality: str | None = None, text_column: 
         return _check_modality(load_demo(spec), modality)
     if not spec:
         raise DataError("No data path given; choose a data folder, zip, CSV/TSV/JSONL file or a demo set (demo:bbc-news, demo:fashion-mnist).")
+    if allowed_roots is not None:
+        check_allowed(spec, allowed_roots, what="data path")
     p = Path(spec).expanduser()
     if not p.exists():
         raise DataError(f"{p} does not exist; check the path (relative paths start from {Path.cwd()}).")
     if p.is_dir():
-        ds = _load_directory(p, modality, columns, confine=False, name=p.name)
+        ds = _load_directory(p, modality, columns, name=p.name, allowed_roots=allowed_roots)
     elif p.suffix.lower() == ".zip":
         notes: list[str] = []
         root = extract_cached(p, work_dir, notes)
-        ds = _load_directory(root, modality, columns, confine=True, name=p.name)
+        # The extracted files are the app's own copy; a table among them may name only them (confine).
+        ds = _load_directory(root, modality, columns, name=p.name, confine=True)
         ds.warnings[:0] = notes
     elif p.suffix.lower() in TABLE_EXTENSIONS:
-        ds = load_table(p, modality=modality, **columns)
+        ds = load_table(p, modality=modality, allowed_roots=allowed_roots, **columns)
     else:
         raise DataError(f"{p.name} is not a supported data file; use a folder, a .zip, or a .csv/.tsv/.jsonl file.")
     ds.source = str(p)
@@ -63,14 +70,16 @@ def _check_modality(ds: Dataset, modality: str | None) -> Dataset:
     return ds
 
 
-def _load_directory(root: Path, modality, columns: dict, *, confine: bool, name: str) -> Dataset:
+def _load_directory(root: Path, modality, columns: dict, *, name: str, confine: bool = False,
+                    allowed_roots: list | None = None) -> Dataset:
     """`name` is what the user calls it (the zip's name rather than its extraction folder)."""
     root = unwrap(root.resolve())
     tables = [f for f in visible_children(root)[1] if f.suffix.lower() in TABLE_EXTENSIONS]
     folders = has_class_folders(root)
+    where = dict(confine_to=root if confine else None, allowed_roots=allowed_roots)
     # A table of image paths beside its image folder ("imgs/") describes the data; the folder is not a class.
-    if len(tables) == 1 and (not folders or _is_image_table(tables[0], columns["image_column"])):
-        return load_table(tables[0], modality=modality, confine_to=root if confine else None, **columns)
+    if len(tables) == 1 and (not folders or _is_image_table(tables[0], columns["image_column"], **where)):
+        return load_table(tables[0], modality=modality, **where, **columns)
     if folders:
         return load_image_folder(root, name=name)
     if len(tables) > 1:
@@ -80,9 +89,9 @@ def _load_directory(root: Path, modality, columns: dict, *, confine: bool, name:
                     "e.g. data/cat/1.jpg and data/dog/2.jpg.")
 
 
-def _is_image_table(path: Path, image_column: str) -> bool:
+def _is_image_table(path: Path, image_column: str, **where) -> bool:
     try:
-        return _image_column(read_table(path)[0], path, image_column) is not None
+        return _image_column(read_table(path)[0], path, image_column, _readable(**where)[0]) is not None
     except DataError:
         return False
 
@@ -115,21 +124,26 @@ def _file_sha256(path: Path) -> str:
 
 
 def load_table(path: str | Path, *, modality: str | None = None, text_column: str = "", label_column: str = "",
-               image_column: str = "", confine_to: Path | None = None) -> Dataset:
+               image_column: str = "", confine_to: Path | None = None,
+               allowed_roots: list[str | Path] | None = None) -> Dataset:
     """A text table, or an image table when a path column points at existing image files.
 
     `confine_to` refuses image paths outside that folder (used for uploaded zips, so a
-    table cannot reach other files on the server).
+    table cannot reach other files on the server). `allowed_roots` (the web app's folders)
+    refuses the table itself outside them, and skips each row whose image lies outside them.
     """
+    if allowed_roots is not None:
+        check_allowed(path, allowed_roots, what="table")
     path = Path(path).resolve()
     df, notes = read_table(path)
     cols = list(df.columns)
-    image_col = _image_column(df, path, image_column) if modality != "text" else None
+    roots, refusal = _readable(confine_to, allowed_roots)
+    image_col = _image_column(df, path, image_column, roots) if modality != "text" else None
     if modality == "image" and image_col is None:
         raise DataError(f"{path.name} has no column of image paths that exist (columns: {', '.join(cols)}); "
                         "add one named image/path/file or choose it with --set data.image_column=NAME.")
     if image_col:
-        ds = _image_table(df, path, image_col, label_column, confine_to)
+        ds = _image_table(df, path, image_col, label_column, roots, refusal)
     else:
         ds = _text_table(df, path.name, text_column, label_column)
     ds.warnings[:0] = notes
@@ -137,29 +151,50 @@ def load_table(path: str | Path, *, modality: str | None = None, text_column: st
     return ds
 
 
-def _image_column(df: pd.DataFrame, path: Path, requested: str) -> str | None:
+def _readable(confine_to: Path | None = None, allowed_roots: list | None = None) -> tuple[list[Path] | None, str]:
+    """Where a table's image paths may point (None: anywhere), and the reason a row naming a file elsewhere
+    is skipped. The one place that decides it for a table."""
+    if confine_to is not None:
+        return resolve_roots([confine_to]), "path outside the data folder"
+    if allowed_roots is not None:
+        return resolve_roots(allowed_roots), outside_rule(allowed_roots, "the images")
+    return None, ""
+
+
+def _may_read(path: Path, roots: list[Path] | None) -> bool:
+    return roots is None or lies_under(path, roots)
+
+
+def _image_column(df: pd.DataFrame, path: Path, requested: str, roots: list[Path] | None = None) -> str | None:
     """The column of image paths: the one asked for, or a commonly named one whose values are image files."""
     col = find_column(list(df.columns), requested, IMAGE_NAMES, file=path.name, role="image path", setting="image_column")
-    if col and not requested and not _points_at_images(df[col], path.parent):
+    if col and not requested and not _points_at_images(df[col], path.parent, roots):
         return None  # a column called "file" that holds something else
     return col
 
 
-def _resolve(value: str, base: Path, listings: dict | None = None) -> Path:
+def _resolve(value: str, base: Path, listings: dict | None = None, roots: list[Path] | None = None) -> Path | None:
+    """The file a table cell names (absolute, or relative to the table's folder), resolved through symbolic
+    links; None when it lies outside `roots`. Each candidate is checked before anything at it is touched
+    (exists(), a folder listing), and the final path again: a matched name may be a link pointing out."""
     v = value.strip()
     p = Path(v) if Path(v).is_absolute() else base / v
-    if not p.exists() and "\\" in v:  # paths written on Windows
-        p = base / v.replace("\\", "/")
+    if not _may_read(p, roots):
+        return None
+    if "\\" in v and not p.exists():   # paths written on Windows
+        windows = base / v.replace("\\", "/")
+        p = windows if _may_read(windows, roots) else p
     if not p.exists():
-        p = _match_normalised(p, {} if listings is None else listings) or p
-    return p.resolve()
+        p = _match_normalised(p, {} if listings is None else listings, roots) or p
+    p = p.resolve()
+    return p if _may_read(p, roots) else None
 
 
 def _nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-def _match_normalised(path: Path, listings: dict) -> Path | None:
+def _match_normalised(path: Path, listings: dict, roots: list[Path] | None = None) -> Path | None:
     """The existing path whose names equal `path`'s once both are in Unicode NFC, or None.
 
     macOS writes file names decomposed (NFD: "e" + combining accent) while a CSV typed or exported
@@ -176,6 +211,8 @@ def _match_normalised(path: Path, listings: dict) -> Path | None:
         if part in ("", ".", ".."):
             return None
         if current not in listings:
+            if not _may_read(current, roots):   # never list a folder outside the roots
+                return None
             try:
                 listings[current] = {_nfc(child.name): child.name for child in current.iterdir()} if current.is_dir() else {}
             except OSError:
@@ -187,10 +224,17 @@ def _match_normalised(path: Path, listings: dict) -> Path | None:
     return current
 
 
-def _points_at_images(values: pd.Series, base: Path, probe: int = 20) -> bool:
+def _points_at_images(values: pd.Series, base: Path, roots: list[Path] | None = None, probe: int = 20) -> bool:
     filled = [v for v in values if str(v).strip()][:probe]
     listings: dict = {}
-    return any(is_image_file(p) and p.is_file() for p in (_resolve(v, base, listings) for v in filled))
+
+    def names_image(value: str) -> bool:
+        file = _resolve(value, base, listings, roots)
+        if file is None:   # outside the roots: judged by its name alone, never touched; its row is refused later
+            return is_image_file(value)
+        return is_image_file(file) and file.is_file()
+
+    return any(names_image(v) for v in filled)
 
 
 def _label_column(df: pd.DataFrame, requested: str, exclude: str, name: str) -> str:
@@ -241,20 +285,23 @@ def _text_table(df: pd.DataFrame, name: str, text_column: str, label_column: str
     return _finish("text", samples, skipped, [note] if note else [], name, f"'{text_col}' and '{label_col}'")
 
 
-def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str, confine_to: Path | None) -> Dataset:
+def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str, roots: list[Path] | None,
+                 refusal: str) -> Dataset:
+    """`roots`: where the image paths may point (None: anywhere); `refusal`: the reason a row naming a file
+    elsewhere is skipped."""
     label_col = _label_column(df, label_column, image_col, path.name)
     base = path.parent
     samples, skipped, listings = [], [], {}
     for row, (value, label) in enumerate(zip(df[image_col], df[label_col]), start=1):
         label, value = _label(label), str(value).strip()
-        file = _resolve(value, base, listings) if value else None
+        file = _resolve(value, base, listings, roots) if value else None
         reason = None
         if label in _MISSING_LABELS:
             reason = "no label"
-        elif file is None:
+        elif not value:
             reason = "no image path"
-        elif confine_to is not None and not file.is_relative_to(confine_to):
-            reason = "path outside the data folder"
+        elif file is None:
+            reason = refusal
         elif not file.is_file():
             reason = "file not found"
         elif not is_image_file(file):
@@ -275,6 +322,9 @@ def _label(value) -> str:
 
 def _finish(modality, samples, skipped, warnings, name: str, columns: str) -> Dataset:
     if not samples:
+        if skipped:   # say why: "fill in both columns" does not help when each path was refused or missing
+            reason = Counter(r for _, r in skipped).most_common(1)[0][0]
+            raise DataError(f"{name} has no usable rows in columns {columns}: {len(skipped)} row(s) skipped ({reason}).")
         raise DataError(f"{name} has no usable rows in columns {columns}; fill in both columns for each example.")
     by_reason = defaultdict(list)
     for sample_id, reason in skipped:
