@@ -218,6 +218,26 @@ def test_the_trap_catches_what_streamlit_would_send_out(tmp_path):
         trap.close()
 
 
+def test_onnxruntime_sends_no_usage_reports(tmp_path):
+    """onnxruntime (export checks) posts telemetry to Microsoft some seconds after a model loads, on Linux too;
+    the engine turns it off before onnxruntime starts (transfer_core/__init__.py)."""
+    trap = OutboundTrap()
+    code = ("import transfer_core, time, torch, onnxruntime as ort\n"
+            "torch.onnx.export(torch.nn.Linear(4, 2), (torch.randn(1, 4),), 'm.onnx', dynamo=False)\n"
+            "s = ort.InferenceSession('m.onnx', providers=['CPUExecutionProvider'])\n"
+            "s.run(None, {s.get_inputs()[0].name: torch.randn(1, 4).numpy()})\n"
+            "time.sleep(25)\n")   # without the setting, the report leaves within 20 s
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **trap.proxy_env()}, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        time.sleep(1)
+        assert trap.arrivals == [], trap.arrivals
+    finally:
+        trap.close()
+
+
 def test_the_app_sends_nothing_out(server, trap):
     """Foreign-origin websocket attempts (each used to make the server fetch its external IP, on the event
     loop) and a run of every page, with the hub allowed: nothing reaches the trap, and the server keeps

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -135,6 +136,7 @@ class Model:
         return run
 
     def _load_onnx(self):
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")   # no usage reports to Microsoft's servers
         import onnxruntime as ort
         import torch
 
