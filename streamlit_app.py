@@ -1,4 +1,4 @@
-"""Transfer Studio's server: `streamlit run streamlit_app.py` serves the pages of studio.py behind the access gate.
+"""Transfer Studio's server: `streamlit run streamlit_app.py` serves the pages of app/router.py behind the access gate.
 
 Streamlit runs this file as an ASGI app (it finds `app` below): the gate (app/access.py) sits in front of
 Streamlit's own routes, so no page, upload, image or websocket is served before the browser has shown the
@@ -26,4 +26,4 @@ async def _announce_address(_app):
     yield
 
 
-app = st.App("studio.py", middleware=access_middleware(ACCESS), lifespan=_announce_address)
+app = st.App("app/router.py", middleware=access_middleware(ACCESS), lifespan=_announce_address)

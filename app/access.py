@@ -90,7 +90,7 @@ def install(access: Access) -> None:
 
 def current() -> Access | None:
     """The server's access settings; None when the page scripts run without the gate (e.g. `streamlit run
-    studio.py`, or Streamlit's AppTest)."""
+    app/router.py`, or Streamlit's AppTest)."""
     return _current
 
 

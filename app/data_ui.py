@@ -210,7 +210,7 @@ def show_samples(dataset) -> None:
             st.markdown(f"**{md(label)}** · {len(by_class[label])} images")
             try:
                 st.image([s.input for s in items], width=THUMB_WIDTH, caption=[md(thumb_caption(s.id)) for s in items])
-            except Exception:
+            except Exception:   # an unreadable file: the data report names it, the examples go on without it
                 st.caption("Some images could not be shown (see the data report).")
     else:
         rows = [{"label": label, "text": s.input[:300] + ("..." if len(s.input) > 300 else "")}

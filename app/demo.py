@@ -39,16 +39,3 @@ def describe_path(path: str) -> str:
     from pathlib import Path
     p = Path(path)
     return f"your upload {p.name}" if "uploads" in p.parts else p.name
-
-
-def default_run_name(model: str, path: str) -> str:
-    """e.g. "efficientnet_lite0 on Fashion-MNIST (60 per class)" or "minilm_l6 on reviews"."""
-    if path.startswith("demo:"):
-        name, _, query = path.removeprefix("demo:").partition("?")
-        nice = {"fashion-mnist": "Fashion-MNIST", "bbc-news": "BBC News"}.get(name, name)
-        data = f"{nice} ({query.replace('per_class=', '')} per class)" if query else nice
-    else:
-        from pathlib import Path
-        p = Path(path)
-        data = p.stem if p.suffix else p.name
-    return f"{model} on {data}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.config import RunConfig
-from transfer_core.feature_cache import cache_cut
+from transfer_core.feature_cache import augmentation_blocks_cache, cache_cut
 from transfer_core.freezing import frozen_gap, trainable_names
 
 from . import charts, model_ui
@@ -91,15 +91,6 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
                    "later epochs run only the groups from there up.")
     st.plotly_chart(charts.layer_params([{**g, "trainable": g["group"] in trainable} for g in groups]),
                     key="layer_chart", config={"displayModeBar": False})
-
-
-def augmentation_blocks_cache(cfg: RunConfig, modality: str) -> bool:
-    """True when the lowest layer groups are frozen (so their outputs could be computed once) but image
-    augmentation makes every epoch's inputs different, which turns that cache off."""
-    f = cfg.freeze
-    frozen_below = f.preset in ("feature_extraction", "staged", "top_k", "custom")
-    return (modality == "image" and cfg.augment.enabled and cfg.train.cache_features
-            and frozen_below and not f.train_bn)
 
 
 def _augmentation_off() -> None:

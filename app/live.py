@@ -5,13 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.events import RunStatus
+from transfer_core.summary import best_note
 
 from . import charts
 from .forms import label_for
+from .nav import page_file
 from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting, training_seconds
 from .resources import get_jobs, get_store
-from transfer_core.summary import best_note
-
 from .text import md
 from .ui import fmt_duration, fmt_pct, friendly, sentence, show_error, status_badge
 
@@ -114,5 +114,5 @@ def _summary(record, events, epochs) -> None:
         st.caption(f"{sentence(note[0].upper() + note[1:])}{tip}")
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED):
         left, right = st.columns(2)
-        left.page_link("app_pages/4_results.py", label="See the results", icon=":material/insights:")
-        right.page_link("app_pages/5_try.py", label="Try the model and export it", icon=":material/science:")
+        left.page_link(page_file("4_results"), label="See the results", icon=":material/insights:")
+        right.page_link(page_file("5_try"), label="Try the model and export it", icon=":material/science:")

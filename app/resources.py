@@ -13,10 +13,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.run_files import default_runs_dir
+
 
 def runs_dir() -> Path:
     """`$TRANSFER_CORE_RUNS`, default `runs/` (the same default as the CLI, so CLI runs show up)."""
-    return Path(os.environ.get("TRANSFER_CORE_RUNS", "runs")).expanduser().resolve()
+    return default_runs_dir().resolve()
 
 
 def data_dir() -> Path:

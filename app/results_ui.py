@@ -11,12 +11,11 @@ import streamlit as st
 from transfer_core.config import RunConfig
 from transfer_core.evaluate import load_predictions, predict_inputs
 from transfer_core.preparation import load_configured
+from transfer_core.run_files import METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE
 from transfer_core.runs import load_run_model
 
 from .resources import allowed_roots, get_store
 from .text import md
-
-METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE = "metrics.json", "predictions.csv", "weights.safetensors"
 
 
 def finished_runs(store, need: str = METRICS_FILE) -> list:
@@ -65,7 +64,7 @@ def run_predictions(run_dir: Path) -> pd.DataFrame | None:
 def sample_inputs(config: dict) -> tuple[dict[str, str], str]:
     """id -> input (image path or text) of the run's data, and one line on why some cannot be shown ('' when
     all can): the data is gone, or lies outside the folders this app may read (a run made on the command line)."""
-    cfg = RunConfig.from_dict(config)
+    cfg = RunConfig.of_saved_run(config)
     lookup: dict[str, str] = {}
     note = ""
     for path in (cfg.data.path, cfg.data.val_path):

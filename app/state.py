@@ -8,13 +8,16 @@ kept in `<data>/last_config.json`, so a reloaded page (a new session) continues 
 from __future__ import annotations
 
 import json
-import os
 
 import streamlit as st
 
-from transfer_core.config import RunConfig
+from transfer_core.atomic import write_json
+from transfer_core.config import ConfigError, RunConfig
 from transfer_core.errors import RunError
 from transfer_core.events import RunStatus
+
+from .nav import page_file
+from .text import md
 
 DRAFT = "draft_config"
 CURRENT_RUN = "current_run"
@@ -37,10 +40,24 @@ def draft() -> RunConfig:
         st.session_state[DRAFT] = data or RunConfig().to_dict()
     if data:
         try:
-            return RunConfig.from_dict(data)
-        except Exception:  # a draft from an older config layout: start fresh
-            pass
+            return RunConfig.of_saved_run(data)   # an older layout is upgraded (config.CONFIG_VERSION)
+        except ConfigError as exc:
+            _set_draft_aside(exc)
     return RunConfig()
+
+
+def _set_draft_aside(exc: ConfigError) -> None:
+    """A draft no upgrade can read (written by a newer version, or edited by hand): keep the file, say so
+    once, and start from the defaults."""
+    st.session_state[DRAFT] = RunConfig().to_dict()
+    path = _last_config_path()
+    kept = path.with_name("last_config.unreadable.json")
+    try:
+        path.replace(kept)
+    except OSError:
+        kept = path
+    st.warning(f"Your last settings could not be read ({md(str(exc))}); the pages start from the defaults. "
+               f"The old file is kept as {md(str(kept))}.", icon=":material/history:")
 
 
 def save_draft(cfg: RunConfig) -> None:
@@ -49,11 +66,7 @@ def save_draft(cfg: RunConfig) -> None:
         return
     st.session_state[DRAFT] = data
     try:
-        path = _last_config_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        tmp.replace(path)
+        write_json(_last_config_path(), data, indent=None)
     except OSError:
         pass   # remembering the draft is a convenience; never fail a page for it
 
@@ -110,7 +123,7 @@ def set_current_run(run_id: str | None) -> None:
 def open_on_train_page(run_id: str) -> None:
     """Follow `run_id` and go to the Train page, with the run in the URL (switch_page clears the query)."""
     set_current_run(run_id)
-    st.switch_page("app_pages/3_train.py", query_params={"run": run_id})
+    st.switch_page(page_file("3_train"), query_params={"run": run_id})
 
 
 def current_run_id(store, *, attach_active: bool = True) -> str | None:

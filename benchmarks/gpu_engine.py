@@ -57,7 +57,8 @@ def variant_settings(variant: str):
 
 def one_run(model: str, variant: str, args, store) -> dict:
     from train_speed import engine_config
-    from transfer_core.trainer import METRICS_FILE, fit
+    from transfer_core.run_files import METRICS_FILE
+    from transfer_core.trainer import fit
     cfg = engine_config({"data": f"demo:fashion-mnist?per_class={args.per_class}", "model": model, "freeze": "full",
                          "epochs": args.epochs, "image_size": 224, "lr": 1e-4, "batch_size": args.batch_size})
     for key, value in (("model.pretrained", False), ("train.mixed_precision", variant.startswith("bf16")),

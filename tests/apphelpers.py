@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "studio.py")
+APP = str(ROOT / "app" / "router.py")
 SHAPES = ("circle", "square", "triangle")
 
 
@@ -36,7 +36,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def open_app(page: str | None = None, *, session: dict | None = None, timeout: float = 60):
-    """An AppTest of the router, optionally switched to app_pages/<page>.py, with session state preset."""
+    """An AppTest of the router, optionally switched to pages/<page>.py, with session state preset."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=timeout)
@@ -44,7 +44,7 @@ def open_app(page: str | None = None, *, session: dict | None = None, timeout: f
         at.session_state[key] = value
     at.run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"../pages/{page}.py").run()
     return at
 
 

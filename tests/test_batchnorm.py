@@ -17,7 +17,8 @@ from transfer_core.batching import decode_image
 from transfer_core.control import RunControl
 from transfer_core.events import RunStatus
 from transfer_core.models import build_model
-from transfer_core.trainer import WEIGHTS_FILE, fit
+from transfer_core.run_files import WEIGHTS_FILE
+from transfer_core.trainer import fit
 from test_trainer import Recorder, image_config
 
 CLASSES = ["digit_0", "digit_1", "digit_2", "digit_3"]

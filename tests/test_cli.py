@@ -39,6 +39,16 @@ def test_runs_lists_the_run(trained):
     assert summary["run_id"] in [r["id"] for r in json.loads(out)]
 
 
+def test_runs_dir_may_follow_the_command(trained, tmp_path):
+    runs, summary = trained
+    proc = subprocess.run([sys.executable, "-m", "transfer_core", "runs", "--json", "--runs-dir", str(runs)],
+                          capture_output=True, text=True, timeout=600, check=True)
+    assert summary["run_id"] in [r["id"] for r in json.loads(proc.stdout)]
+    # Given on both sides, the one after the command wins (it is the one closest to what it configures).
+    out = cli("runs", "--json", "--runs-dir", tmp_path / "empty", runs_dir=runs).stdout
+    assert json.loads(out) == []
+
+
 def test_evaluate_predict_export(trained, digits_folder, tmp_path):
     runs, summary = trained
     metrics = json.loads(cli("evaluate", "--run", summary["run_id"], "--data", digits_folder, runs_dir=runs).stdout)

@@ -12,7 +12,8 @@ import torch
 
 from transfer_core.checkpoint import load_checkpoint
 from transfer_core.events import RunStatus
-from transfer_core.trainer import CHECKPOINT_FILE, METRICS_FILE, fit
+from transfer_core.run_files import CHECKPOINT_FILE, METRICS_FILE
+from transfer_core.trainer import fit
 
 from test_trainer import Recorder, image_config, text_config
 

@@ -16,7 +16,8 @@ from transfer_core.events import RunStatus
 from transfer_core.feature_cache import cache_cut, cache_key, segments_cut
 from transfer_core.freezing import plan_segments
 from transfer_core.models import build_model
-from transfer_core.trainer import WEIGHTS_FILE, fit
+from transfer_core.run_files import WEIGHTS_FILE
+from transfer_core.trainer import fit
 
 IMAGE_CLASSES = ["digit_0", "digit_1", "digit_2", "digit_3"]
 

@@ -21,7 +21,8 @@ from transfer_core.errors import RunError
 from transfer_core.events import RunFailed, RunStatus
 from transfer_core.freezing import frozen_gap
 from transfer_core.summary import best_note
-from transfer_core.trainer import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, fit
+from transfer_core.run_files import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
+from transfer_core.trainer import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 

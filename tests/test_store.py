@@ -66,7 +66,7 @@ def test_create_get_list_and_prefix(store, tmp_path):
     record = store.get_run(second)
     assert isinstance(record, RunRecord)
     assert record.name == "efficientnet_lite0 on flowers"
-    assert store.get_run(first).name == "minilm on bbc-news"
+    assert store.get_run(first).name == "minilm on BBC News"
     assert record.status == RunStatus.QUEUED
     assert record.config == {"train": {"epochs": 2}}
     assert record.best_metrics == {}
@@ -398,3 +398,13 @@ def test_metrics_frame_types(store):
     frame = store.metrics(run_id, scope="step")
     assert isinstance(frame, pd.DataFrame)
     assert frame["step"].dtype.kind == "i" and frame["loss"].dtype.kind == "f"
+
+
+def test_one_default_run_name_for_the_app_and_the_command_line():
+    """Both leave the name to the store: a demo by its title and size, a hub id or a file by its last part."""
+    from transfer_core.store import default_run_name
+    assert default_run_name("efficientnet_lite0", "demo:fashion-mnist?per_class=60") == \
+        "efficientnet_lite0 on Fashion-MNIST (60 per class)"
+    assert default_run_name("sentence-transformers/all-MiniLM-L6-v2", "/home/me/reviews.csv") == \
+        "all-MiniLM-L6-v2 on reviews"
+    assert default_run_name("tiny_cnn", "photos/") == "tiny_cnn on photos"

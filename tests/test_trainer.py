@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from transfer_core.config import RunConfig
 from transfer_core.control import RunControl
 from transfer_core.events import RunStatus
-from transfer_core.trainer import CHECKPOINT_FILE, WEIGHTS_FILE, fit
+from transfer_core.run_files import CHECKPOINT_FILE, WEIGHTS_FILE
+from transfer_core.trainer import fit
 
 
 def image_config(folder, **sets) -> RunConfig:

@@ -39,6 +39,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2 as T
 
+from .atomic import atomic_path
 from .config import AugmentConfig
 from .data.hashing import content_key
 from .data.images import load_image
@@ -226,21 +227,16 @@ class ImageSamples(torch.utils.data.Dataset):
                 pass  # a damaged cache file is decoded again, never trusted
         self.cache_hit = False
         if path is not None:
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-                decode_all(self.paths, self.size, arr)
-                arr.flush()
-                del arr
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                    decode_all(self.paths, self.size, arr)
+                    arr.flush()
+                    del arr
                 self._mapped = True
                 return np.load(path, mmap_mode="r")
             except OSError:  # full or read-only disk: the cache is an optimisation, fall through
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+                pass
         if np.prod(shape) > MEMORY_LIMIT_BYTES:
             self.decoded = False
             return None

@@ -1,27 +1,19 @@
 """Training checkpoints: written atomically, read back with weights_only=True (no pickled code runs)."""
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .errors import RunError
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file and rename, so a crash mid-write never leaves a torn checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)   # a full disk leaves the last good checkpoint, and no torn copy
+    """A crash mid-write never leaves a torn checkpoint; a full disk leaves the last good one."""
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -10,15 +10,15 @@ import json
 import logging
 import math
 import numbers
-import os
 import signal
 import sys
 from pathlib import Path
 
 from .config import FREEZE_PRESETS, RunConfig
 from .errors import DataError, TransferError
+from .run_files import default_runs_dir
 
-DEFAULT_RUNS_DIR = os.environ.get("TRANSFER_CORE_RUNS", "runs")
+DEFAULT_RUNS_DIR = str(default_runs_dir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", required=True)
     rep.add_argument("--val")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    for command in sub.choices.values():   # also after the command (`runs --runs-dir X`); the last one given wins
+        command.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as --runs-dir before the command")
     return p
 
 

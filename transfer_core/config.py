@@ -139,16 +139,20 @@ class RunConfig:
 
     # ---- serialisation -------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings by section, with the layout's version (saved runs and drafts are upgraded by it)."""
+        return {"version": CONFIG_VERSION, **dataclasses.asdict(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
-        """Build a config from a (possibly partial) dict; unknown keys are errors."""
+        """Build a config from a (possibly partial) dict; unknown keys are errors. A dict with a "version" is
+        upgraded from that layout; one without is read in today's layout (a config file someone wrote)."""
         if not isinstance(data, dict):
             raise ConfigError("the config must be a JSON object with sections " + ", ".join(section_names()))
+        if "version" in data:
+            data = upgrade(data)
         cfg = cls()
         for section, values in data.items():
             if section not in section_names():
@@ -164,16 +168,15 @@ class RunConfig:
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"the config file is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or start from the saved config.json of a run")
+            raise ConfigError(f"the config file is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or start from the saved config.json of a run") from None
 
     @classmethod
     def of_saved_run(cls, data: dict) -> "RunConfig":
-        """The config of a run saved earlier. Runs saved before model.pooling existed trained text models
-        on the first token, so their weights only fit that pooling."""
-        cfg = cls.from_dict(data)
-        if isinstance(data.get("model"), dict) and "pooling" not in data["model"]:
-            cfg.model.pooling = "cls"
-        return cfg
+        """A config saved earlier (a run's, or the app's draft): one saved before versions were recorded has
+        layout version 1."""
+        if isinstance(data, dict) and "version" not in data:
+            data = {"version": 1, **data}
+        return cls.from_dict(data)
 
     def copy(self) -> "RunConfig":
         return RunConfig.from_dict(self.to_dict())
@@ -313,3 +316,36 @@ def coerce(f: dataclasses.Field, value: Any, dotted: str) -> Any:
 def _type_word(t: type) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number",
             list: "a comma-separated list", str: "text"}.get(t, t.__name__)
+
+
+# ---------------------------------------------------------------------------------------- layout versions
+# A saved config (a run's config.json, the app's draft) records the layout it was written in. Renaming or
+# re-meaning a setting adds a step below and raises CONFIG_VERSION: old runs stay resumable and old drafts
+# keep their choices; nothing is silently reset.
+CONFIG_VERSION = 2
+
+
+def _v1_pooling(data: dict) -> dict:
+    """Version 2 added model.pooling (default auto: mean pooling for sentence encoders). Runs saved before it
+    trained text models on the first token, so their weights only fit that pooling."""
+    model = data.get("model")
+    if isinstance(model, dict) and "pooling" not in model:
+        data["model"] = {**model, "pooling": "cls"}
+    return data
+
+
+_UPGRADES = {1: _v1_pooling}   # version N -> N + 1
+
+
+def upgrade(data: dict) -> dict:
+    """`data` (with its "version") in today's layout, without the version key."""
+    version, rest = data.get("version"), {k: v for k, v in data.items() if k != "version"}
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"config version {str(version)[:20]!r} is not a layout version; it must be a whole number "
+                          f"from 1 to {CONFIG_VERSION}")
+    if version > CONFIG_VERSION:
+        raise ConfigError(f"this config was saved by a newer Transfer Studio (layout version {version}; this one reads "
+                          f"up to {CONFIG_VERSION}); update Transfer Studio to use it")
+    for step in range(version, CONFIG_VERSION):
+        rest = _UPGRADES[step](rest)
+    return rest

@@ -51,9 +51,8 @@ def needs_grad_scaler(dtype: torch.dtype | None) -> bool:
     return dtype == torch.float16
 
 
-# Batch size of passes without autograd on the CPU. Past it, activations outgrow the CPU's caches:
-# EfficientNet-Lite0 at 128 px on 2 cores costs 5.6 ms per image at 32, 9.8 at 64 and 12.5 at 128
-# (MiniLM costs the same at any size).
+# Batch size of passes without autograd on the CPU. Past it, activations outgrow the CPU's caches and
+# convolutional backbones cost more per image (benchmarks/cpu_layout.py; docs/benchmarks.md).
 CPU_EVAL_BATCH = 32
 
 

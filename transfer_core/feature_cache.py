@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import batching
+from .atomic import atomic_path
 from .config import RunConfig
 from .devices import autocast
 from .folding import first_samples, folded_for_inference
@@ -62,9 +62,18 @@ CACHE_DIR = ".feature_cache"
 MAX_PREFIX_CACHE_BYTES = 2 * 1024 ** 3
 
 
-def cache_applies(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) -> bool:
-    """True when only the head trains and its input can be cached (the head cut)."""
-    return cache_cut(built, trainable, config) == len(built.groups) - 1
+def inputs_change_each_epoch(config: RunConfig, modality: str) -> bool:
+    """Frozen groups see different inputs, or change, from epoch to epoch: image augmentation, or BatchNorm
+    statistics that keep training in frozen groups. Their outputs then cannot be computed once."""
+    return config.freeze.train_bn or (modality == "image" and config.augment.enabled)
+
+
+def augmentation_blocks_cache(config: RunConfig, modality: str) -> bool:
+    """True when image augmentation is what turns the cache off: it is wanted, some low groups are frozen
+    (every preset but full fine-tuning), and nothing else changes their outputs from epoch to epoch."""
+    frozen_below = config.freeze.preset != "full"
+    return (modality == "image" and config.augment.enabled and config.train.cache_features and frozen_below
+            and not config.freeze.train_bn)
 
 
 def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) -> int | None:
@@ -76,7 +85,7 @@ def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) 
     """
     if not config.train.cache_features or not getattr(built.net, "supports_feature_split", False) or not trainable:
         return None
-    if config.freeze.train_bn or (built.modality == "image" and config.augment.enabled):
+    if inputs_change_each_epoch(config, built.modality):
         return None
     names = [g.name for g in built.groups]
     cut = min(names.index(n) for n in trainable)
@@ -147,10 +156,8 @@ def cached_features(built: BuiltModel, samples, *, key: str, cache_root: Path | 
     feats = compute_features(built, samples, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            save_file({"features": feats.contiguous()}, str(tmp))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({"features": feats.contiguous()}, str(tmp))
         except OSError:
             pass  # the cache is an optimisation: a full or read-only disk must not fail the run
     return feats, False
@@ -292,10 +299,8 @@ def cached_prefix(built: BuiltModel, samples, cut: int, *, key: str, cache_root:
                            max_bytes=max_bytes)
     if cache is not None and path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            save_file({k: v.contiguous() for k, v in cache.tensors.items()}, str(tmp))
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                save_file({k: v.contiguous() for k, v in cache.tensors.items()}, str(tmp))
         except OSError:
             pass  # the cache is an optimisation: a full or read-only disk must not fail the run
     return cache, False

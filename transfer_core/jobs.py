@@ -105,7 +105,7 @@ class JobManager:
     def queue_position(self, run_id: str) -> int | None:
         """0 while running, 1.. while queued, None otherwise."""
         with self._lock:
-            for device, job in self._running.items():
+            for job in self._running.values():
                 if job.run_id == run_id:
                     return 0
             for queue in self._queues.values():

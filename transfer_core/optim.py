@@ -7,11 +7,9 @@ import torch
 
 from .config import OptimConfig
 
-
 # Devices with torch's fused optimizer kernels: one pass over all parameters per step instead of a
-# loop over tensors. On a 2-core CPU an AdamW step over MiniLM's 22.7M parameters takes 0.022 s
-# fused against 0.14 s (SGD and Adam gain as much; benchmarks/optimizer_step.py); the results
-# agree to float rounding.
+# loop over tensors, several times faster on the CPU (benchmarks/optimizer_step.py measures it; figures
+# in docs/benchmarks.md); the results agree to float rounding.
 FUSED_DEVICES = ("cpu", "cuda")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .config import RunConfig
 from .data import build_report, dedupe, drop_ids, limit_per_class, load_dataset, make_splits
-from .data.splits import case_merge_map, label_counts, merge_labels
 from .data.report import DataReport
+from .data.splits import case_merge_map, label_counts, merge_labels
 from .data.types import Dataset, Splits
 from .errors import DataError
 from .paths import check_allowed

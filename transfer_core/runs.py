@@ -14,8 +14,8 @@ from .models import build_model
 from .models.base import BuiltModel
 from .paths import check_allowed
 from .preparation import load_configured
+from .run_files import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
 from .store import RunStore
-from .trainer import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
 
 
 def run_config(store: RunStore, run_id: str) -> RunConfig:

@@ -37,8 +37,8 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from .errors import RunError, StoreDamaged
-from .events import (BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted,
-                     RunStatus, event_from_dict)
+from .events import BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted, RunStatus, event_from_dict
+from .run_files import CONFIG_FILE, LOG_FILE, METRICS_FILE, REPORT_FILE
 from .summary import METRIC_WORDS, best_fields, is_better
 
 DB_NAME = "runs.sqlite"
@@ -182,12 +182,20 @@ def new_run_id(now: float | None = None) -> str:
 
 
 def default_run_name(model: str, dataset: str) -> str:
+    """The name of a run nobody named, the same from the app and the command line: e.g. "efficientnet_lite0 on
+    Fashion-MNIST (60 per class)", "minilm_l6 on reviews", "bert-base-uncased on photos" (a hub id or a model
+    folder by its last part, a file without its extension)."""
+    from .data.demo import DEMO_TITLES
+
     model_part = model.rstrip("/\\").replace("\\", "/").split("/")[-1] or model
-    data_part = dataset.rstrip("/\\").replace("\\", "/").split("/")[-1]
-    if data_part.startswith("demo:"):
-        data_part = data_part[len("demo:"):]
-    elif "." in data_part:
-        data_part = data_part.rsplit(".", 1)[0]
+    if dataset.startswith("demo:"):
+        name, _, query = dataset.removeprefix("demo:").partition("?")
+        title = DEMO_TITLES.get(name, name)
+        data_part = f"{title} ({query.removeprefix('per_class=')} per class)" if query else title
+    else:
+        data_part = dataset.rstrip("/\\").replace("\\", "/").split("/")[-1]
+        if "." in data_part:
+            data_part = data_part.rsplit(".", 1)[0]
     return f"{model_part} on {data_part}" if data_part else model_part
 
 
@@ -249,7 +257,7 @@ def _flush_open_stores() -> None:
     for store in list(_OPEN_STORES):
         try:
             store.close()
-        except Exception:
+        except Exception:   # at exit nothing can be reported: a store whose disk went away loses its last rows
             pass
 
 
@@ -853,8 +861,8 @@ class RunStore:
 
 # -------------------------------------------------------------------- rebuilding the run list
 
-# What rebuild_run_list reads in a run folder (the trainer's file names; trainer.py imports this module).
-_RUN_CONFIG, _RUN_METRICS, _RUN_LOG, _RUN_REPORT = "config.json", "metrics.json", "log.txt", "data_report.json"
+# What rebuild_run_list reads in a run folder.
+_RUN_CONFIG, _RUN_METRICS, _RUN_LOG, _RUN_REPORT = CONFIG_FILE, METRICS_FILE, LOG_FILE, REPORT_FILE
 
 
 def run_folders(root: str | os.PathLike) -> list[Path]:
@@ -957,7 +965,7 @@ def _metrics_insert_sql(count: int) -> str:
 
 def _insert_metrics(conn: sqlite3.Connection, rows: list[tuple]) -> None:
     # Many rows per statement, not executemany: sqlite3 releases the GIL around every
-    # statement step, and with reader threads busy each re-acquire can wait ~5 ms.
+    # statement step, and with reader threads busy each re-acquire can wait milliseconds.
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start:start + ROWS_PER_INSERT]
         conn.execute(_metrics_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
@@ -1016,7 +1024,7 @@ def _best_from_db(conn: sqlite3.Connection, run_id: str) -> dict:
 
 def _query_metrics(conn: sqlite3.Connection, run_id: str, scope: str, since: int | None = None,
                    max_points: int | None = None) -> pd.DataFrame:
-    # Pivoted in SQL: far fewer Python objects than fetching the long rows (about 3x faster).
+    # Pivoted in SQL: far fewer Python objects than fetching the long rows.
     key, other = ("step", "epoch") if scope == "step" else ("epoch", "step")
     names = STEP_METRICS if scope == "step" else EPOCH_METRICS
     where, params = "run_id = ? AND scope = ?", [run_id, scope]

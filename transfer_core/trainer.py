@@ -15,7 +15,6 @@ import gc
 import json
 import logging
 import math
-import os
 import random
 import time
 import traceback
@@ -30,23 +29,55 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import batching, batchnorm, feature_cache
+from .atomic import atomic_path, write_json
 from .checkpoint import CheckpointWriter, load_checkpoint
 from .config import ConfigError, RunConfig, TrainConfig
 from .control import RunControl
-from .devices import (CompiledForward, amp_dtype, autocast, configure_backends, describe_device, eval_batch_size,
-                      is_out_of_memory, loader_workers, needs_grad_scaler, pick_device, precision_name,
-                      use_channels_last)
+from .devices import (
+    CompiledForward,
+    amp_dtype,
+    autocast,
+    configure_backends,
+    describe_device,
+    eval_batch_size,
+    is_out_of_memory,
+    loader_workers,
+    needs_grad_scaler,
+    pick_device,
+    precision_name,
+    use_channels_last,
+)
 from .errors import DataError, RunError, RunFilesMissing, TrainingDiverged, TransferError
 from .evaluate import compute_metrics, predict_dataset, predict_features, save_predictions
-from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
 from .events import BatchEnded, EpochEnded, Event, Notice, RunEnded, RunFailed, RunStarted, RunStatus
-from .freezing import (Segment, apply_trainable, count_trainable, frozen_gap, head_lr, optimizer_param_groups,
-                       plan_segments, segment_for_epoch, set_train_mode)
+from .feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
+from .freezing import (
+    Segment,
+    apply_trainable,
+    count_trainable,
+    frozen_gap,
+    head_lr,
+    optimizer_param_groups,
+    plan_segments,
+    segment_for_epoch,
+    set_train_mode,
+)
 from .models import build_model, get_spec
-from .models.base import BuiltModel
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .paths import check_config_paths
-from .preparation import PreparedData, guess_modality, prepare_data
+from .preparation import guess_modality, prepare_data
+from .run_files import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LABELS_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+    TEST_PREDICTIONS_FILE,
+    WEIGHTS_FILE,
+)
 from .store import RunRecord, RunStore
 from .summary import best_fields, best_row
 
@@ -55,14 +86,6 @@ log = logging.getLogger(__name__)
 Observer = Callable[[Event], None]
 
 # Files in a run directory (the models registry reads the first three for `run:<id>`).
-CONFIG_FILE = "config.json"
-LABELS_FILE = "labels.json"
-WEIGHTS_FILE = "weights.safetensors"
-BEST_FILE = "best.safetensors"
-CHECKPOINT_FILE = "checkpoints/last.pt"
-REPORT_FILE = "data_report.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
 
 # Cross-entropy of a uniform guess is ln(classes). An epoch whose mean training loss is this many times
 # that has blown its weights up (a learning rate far too high): no run that learns gets there.
@@ -751,15 +774,10 @@ class Trainer:
             raise RunError("the checkpoint does not match this model; start the run again")
 
     def _save_weights(self, filename: str) -> None:
-        # Through a temporary file: a full disk must not leave a torn file in place of the last good one.
+        # A full disk must not leave a torn file in place of the last good one.
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.built.net.state_dict().items()}
-        path = self.run_dir / filename
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
+        with atomic_path(self.run_dir / filename) as tmp:
             save_file(state, str(tmp))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def _finish(self, status: str) -> FitResult:
         """Final weights, evaluation and predictions; also used when the user stops a run."""
@@ -793,7 +811,7 @@ class Trainer:
                    **best_fields(best_row(self.history, metric), metric)}
         full = {"val": val}
         if self.data.splits.test is not None and len(self.data.splits.test):
-            test = self._evaluate("test", "test_predictions.csv")
+            test = self._evaluate("test", TEST_PREDICTIONS_FILE)
             metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_loss=test["loss"])
             full["test"] = test
         full["summary"] = metrics
@@ -835,7 +853,7 @@ class Trainer:
         except Exception:  # the store itself may be what failed (disk full): try the smallest write, then give up
             try:
                 self.store.set_status(self.run_id, RunStatus.FAILED, message=message, advice=advice)
-            except Exception:
+            except Exception:   # nothing more can be written; the terminal still learns of the failure
                 log.warning("could not record the failure of run %s: %s", self.run_id, message)
         return FitResult(self.run_id, RunStatus.FAILED, len(self.history), self.best["epoch"], {}, self.train_seconds,
                          message=message, advice=advice)
@@ -849,14 +867,11 @@ class Trainer:
             observer(event)
 
     def _log(self, line: str) -> None:
-        with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+        with open(self.run_dir / LOG_FILE, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
     def _write_json(self, filename: str, obj) -> None:
-        path = self.run_dir / filename
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
-        tmp.replace(path)
+        write_json(self.run_dir / filename, obj)
 
 
 def describe_failure(exc: Exception, config: RunConfig) -> tuple[str, str]:

@@ -22,16 +22,18 @@ def test_streamlit_config_is_locked_down():
     assert cfg["browser"]["gatherUsageStats"] is False
 
 
-def test_no_pages_folder_beside_the_entrypoint():
-    # Streamlit runs a deep link to a script in pages/ directly, bypassing the router (and its error
-    # guard), until the root page has run once in the process. The pages live in app_pages/.
-    assert not (ROOT / "pages").exists()
-    assert len(list((ROOT / "app_pages").glob("*.py"))) == 7
+def test_no_pages_folder_beside_streamlits_main_script():
+    # With a pages/ folder beside the main script, Streamlit runs a deep link to one of its scripts directly,
+    # bypassing the router (and its access check and error guard). The main script is app/router.py, the
+    # pages are in the top-level pages/ (tests/e2e/test_e2e_deep_link.py opens a deep link on a fresh server).
+    main = (ROOT / "streamlit_app.py").read_text().split('st.App("', 1)[1].split('"', 1)[0]
+    assert main == "app/router.py" and not (ROOT / main).parent.joinpath("pages").exists()
+    assert len(list((ROOT / "pages").glob("*.py"))) == 7
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "app_pages").glob("*.py")))
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "pages").glob("*.py")))
 def test_pages_stay_thin(page):
-    lines = (ROOT / "app_pages" / page).read_text().splitlines()
+    lines = (ROOT / "pages" / page).read_text().splitlines()
     assert len(lines) <= 100, f"{page} has {len(lines)} lines; move logic into app/ or transfer_core"
 
 

@@ -102,8 +102,8 @@ def test_text_upload_picks_columns_from_dropdowns(app_env, topics_csv):
     assert _draft(at).data.label_column == "id"
 
     # Back on the page later (the uploader is empty then): the columns of the chosen file can still change.
-    at.switch_page("app_pages/home.py").run()
-    at.switch_page("app_pages/1_data.py").run()
+    at.switch_page("../pages/home.py").run()
+    at.switch_page("../pages/1_data.py").run()
     no_exceptions(at)
     assert at.radio(key="data_source").value == "Text file"
     assert at.selectbox(key="label_column_pick").value == "id"

@@ -31,7 +31,8 @@ from transfer_core.config import RunConfig
 from transfer_core.events import BatchEnded, EpochEnded, RunEnded, RunStarted, RunStatus
 from transfer_core.jobs import JobManager
 from transfer_core.store import INTERRUPTED_MESSAGE, RunStore
-from transfer_core.trainer import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, fit
+from transfer_core.run_files import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
+from transfer_core.trainer import fit
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = Path(__file__).resolve().parent / "faultinject"   # sitecustomize.py for CLI subprocesses
@@ -227,10 +228,10 @@ def test_out_of_memory_retries_with_half_the_batch_size(digits_folder, store, mo
     monkeypatch.setenv("TRANSFER_APP_TORCH_THREADS", str(torch.get_num_threads()))
     st.cache_resource.clear()
     try:
-        at = AppTest.from_file(str(ROOT / "studio.py"), default_timeout=60)
+        at = AppTest.from_file(str(ROOT / "app" / "router.py"), default_timeout=60)
         at.session_state["current_run"] = runs[0].run_id
         at.run()
-        at.switch_page("app_pages/3_train.py").run()
+        at.switch_page("../pages/3_train.py").run()
         assert not at.exception, [e.value for e in at.exception]
         assert any("Out of memory at batch size 8; retrying epoch 2 with batch size 4" in c.value for c in at.caption)
     finally:

@@ -21,10 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "studio.py")
+APP = str(ROOT / "app" / "router.py")
 CONFIG = ROOT / ".streamlit" / "config.toml"
 SOURCES = sorted((ROOT / "transfer_core").rglob("*.py")) + sorted((ROOT / "app").rglob("*.py")) \
-    + sorted((ROOT / "app_pages").rglob("*.py")) + [ROOT / "studio.py", ROOT / "streamlit_app.py"]
+    + sorted((ROOT / "pages").rglob("*.py")) + [ROOT / "streamlit_app.py"]
 OUTSIDE = "is outside the folders this app may read"
 
 
@@ -59,7 +59,7 @@ def open_app(page: str | None = None):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"../pages/{page}.py").run()
     return at
 
 

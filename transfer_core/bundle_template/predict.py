@@ -266,10 +266,10 @@ def main(argv=None) -> int:
         return 2
     for item, ranked in zip(inputs, results):
         if args.json:
-            print(json.dumps({"input": item, "label": ranked[0][0], "top": [[l, round(p, 6)] for l, p in ranked]}))
+            print(json.dumps({"input": item, "label": ranked[0][0], "top": [[label, round(p, 6)] for label, p in ranked]}))
         else:
             shown = item if len(item) <= 60 else item[:57] + "..."
-            print(f"{shown}: " + ", ".join(f"{l} ({p:.3f})" for l, p in ranked))
+            print(f"{shown}: " + ", ".join(f"{label} ({p:.3f})" for label, p in ranked))
     return 0
 
 

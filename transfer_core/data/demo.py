@@ -29,6 +29,9 @@ FASHION_DEFAULT_PER_CLASS = 100
 BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
 
 
+DEMO_TITLES = {"bbc-news": "BBC News", "fashion-mnist": "Fashion-MNIST"}   # demo:<name> as people write it
+
+
 def demo_sets() -> list[dict]:
     """The demo sets with what a picker needs to show; `available` is False when files are missing."""
     bbc = _bbc_root(required=False)

@@ -2,9 +2,8 @@
 from .base import BuiltModel, ImagePreprocess, LayerGroup, ModelSpec, TextPreprocess, count_params, logits_of
 from .grouping import check_groups
 from .registry import build_model, default_model, get_spec, list_specs, replace_head
-from .runs import default_runs_dir
 
 __all__ = [
     "BuiltModel", "ImagePreprocess", "LayerGroup", "ModelSpec", "TextPreprocess", "build_model", "check_groups",
-    "count_params", "default_model", "default_runs_dir", "get_spec", "list_specs", "logits_of", "replace_head",
+    "count_params", "default_model", "get_spec", "list_specs", "logits_of", "replace_head",
 ]

@@ -109,6 +109,8 @@ def modality_of(config, folder: Path | None = None) -> str:
     """'image' or 'text', from the model type's auto mappings (and the folder's files when both fit)."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES as IMAGE,
+    )
+    from transformers.models.auto.modeling_auto import (
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as TEXT,
     )
     mtype = getattr(config, "model_type", "")

@@ -87,6 +87,7 @@ def _download_source(spec, pretrained: bool):
         return os.path.exists(cached), (host, lambda: reachable(host))
     if spec.source == "huggingface":   # hub ids need the hub (config, tokenizer) even without pretrained weights
         from huggingface_hub import try_to_load_from_cache
+
         from .huggingface import hub_reachable
         repo = spec.extra.get("path", spec.name)
         files = ["config.json"] + (["model.safetensors", "pytorch_model.bin"] if pretrained else [])

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .base import BuiltModel, ModelSpec
-from .runs import PREFIX as RUN_PREFIX, run_spec
+from .runs import PREFIX as RUN_PREFIX
+from .runs import run_spec
 
 DEFAULTS = {"image": "efficientnet_lite0", "text": "minilm_l6"}
 

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from ..errors import ModelError
+from ..run_files import CONFIG_FILE, LABELS_FILE, MODEL_FILES, WEIGHTS_FILE, default_runs_dir
 from .base import BuiltModel, ModelSpec
 
 PREFIX = "run:"
-RUN_FILES = ("config.json", "labels.json", "weights.safetensors")
 MAX_DEPTH = 32      # deeper chains mean a run that names itself (directly or not)
-
-
-def default_runs_dir() -> Path:
-    """Where run:<id> looks when no runs_dir is given (the CLI's default too)."""
-    return Path(os.environ.get("TRANSFER_CORE_RUNS", "runs"))
 
 
 def run_dir_of(name: str, runs_dir: str | Path | None) -> Path:
@@ -32,7 +26,7 @@ def run_dir_of(name: str, runs_dir: str | Path | None) -> Path:
     folder = root / run_id
     if not folder.is_dir():
         raise ModelError(f"run '{run_id}' was not found in {root}; pick a run from the runs list or check the runs folder")
-    for fname in RUN_FILES:
+    for fname in MODEL_FILES:
         if not (folder / fname).is_file():
             raise ModelError(f"run '{run_id}' has no {fname} (it did not finish saving a model); pick a run that completed")
     return folder
@@ -40,8 +34,8 @@ def run_dir_of(name: str, runs_dir: str | Path | None) -> Path:
 
 def _read_run(folder: Path) -> tuple[dict, list[str]]:
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        labels = json.loads((folder / LABELS_FILE).read_text(encoding="utf-8"))
         model = config["model"]
         base = model["name"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -88,13 +82,14 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
               image_size: int, max_length: int) -> BuiltModel:
     """The run's net with its trained weights; the trained head is kept when `classes` are the run's own."""
     from safetensors.torch import load_model
+
     from .registry import build_model
     folder, labels = Path(spec.extra["run_dir"]), spec.extra["labels"]
     built = build_model(spec.extra["base"], labels, pretrained=False, head_dropout=head_dropout,
                         image_size=image_size, max_length=max_length, runs_dir=spec.extra["runs_dir"],
                         pooling=spec.extra["pooling"])
     try:
-        load_model(built.net, str(folder / "weights.safetensors"), strict=True)
+        load_model(built.net, str(folder / WEIGHTS_FILE), strict=True)
     except RuntimeError as exc:
         if "size mismatch" in str(exc) and image_size != spec.default_image_size:
             raise ModelError(f"run '{folder.name}' was trained at model.image_size {spec.default_image_size}; "

@@ -9,8 +9,15 @@ import torch
 from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, ModelSpec
 from .grouping import block_stages, chunk, groups_from_prefixes
-from .heads import (IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, module_step, replace_head_torch, replace_linear,
-                    silence_dropout)
+from .heads import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PixelClassifier,
+    module_step,
+    replace_head_torch,
+    replace_linear,
+    silence_dropout,
+)
 from .network import OFFLINE_HINT, reachable
 
 VIT_PATCH = 16

@@ -5,6 +5,7 @@ from app import model_ui
 from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
+from app.nav import page_file
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
 from app.text import md
@@ -93,4 +94,4 @@ for warning in rate_warnings(cfg, spec):
 with st.expander("When to use each preset"):
     for label, text in model_ui.PRESETS.values():
         st.markdown(f"- **{label}**: {text}")
-st.page_link("app_pages/3_train.py", label="Next: train", icon=":material/arrow_forward:")
+st.page_link(page_file("3_train"), label="Next: train", icon=":material/arrow_forward:")

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import charts, results_ui
+from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
 from app.text import md
@@ -14,7 +15,7 @@ st.title("Results")
 runs = results_ui.finished_runs(store)
 if not runs:
     st.info("No run has finished yet. Train a model first; a stopped run shows its results too.")
-    st.page_link("app_pages/3_train.py", label="Go to Train", icon=":material/play_circle:")
+    st.page_link(page_file("3_train"), label="Go to Train", icon=":material/play_circle:")
     st.stop()
 
 record = pick_run(store, runs, key="results_run", default_id=current_run_id(store, attach_active=False))

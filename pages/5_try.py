@@ -6,6 +6,7 @@ from PIL import Image
 
 from app import charts, export_ui, results_ui
 from app.data_ui import IMAGE_TYPES
+from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
 from app.text import md
@@ -17,7 +18,7 @@ st.title("Try and export")
 runs = results_ui.finished_runs(store, need=results_ui.WEIGHTS_FILE)
 if not runs:
     st.info("No trained model yet. Train one first; a stopped run can be tried too.")
-    st.page_link("app_pages/3_train.py", label="Go to Train", icon=":material/play_circle:")
+    st.page_link(page_file("3_train"), label="Go to Train", icon=":material/play_circle:")
     st.stop()
 record = pick_run(store, runs, key="try_run", default_id=current_run_id(store, attach_active=False))
 modality = record.modality or get_spec(record.model, runs_dir=store.root).modality

@@ -4,11 +4,18 @@ import streamlit as st
 from app import model_ui
 from app.commands import cli_command
 from app.data_ui import data_problem
-from app.demo import default_run_name, describe_path
-from app.forms import (changed_settings, describe_value, follow_recommended_rates, label_for, render_settings,
-                       reset_settings)
+from app.demo import describe_path
+from app.forms import (
+    changed_settings,
+    describe_value,
+    follow_recommended_rates,
+    label_for,
+    render_settings,
+    reset_settings,
+)
 from app.layers import augmentation_cache_notice
 from app.live import live_view
+from app.nav import page_file
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
 from app.text import md
@@ -31,8 +38,8 @@ if run_id:
 st.subheader("Start a new run" if run_id else "Settings")
 if not has_data(cfg):
     st.info("First choose the data to learn from.")
-    st.page_link("app_pages/1_data.py", label="Choose data", icon=":material/dataset:")
-    st.page_link("app_pages/home.py", label="Or start with a demo from the home page", icon=":material/home:")
+    st.page_link(page_file("1_data"), label="Choose data", icon=":material/dataset:")
+    st.page_link(page_file("home"), label="Or start with a demo from the home page", icon=":material/home:")
     st.stop()
 
 modality, spec = "image", None
@@ -73,7 +80,7 @@ if unreadable:   # a run on it could only fail
 name = st.text_input("Run name (optional)", key="run_name", placeholder="e.g. first try, lr 0.003")
 if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or unreadable), key="start"):
     with friendly("start the run"):
-        new_id = jobs.submit(cfg.copy(), name=name.strip() or default_run_name(cfg.model.name, cfg.data.path))
+        new_id = jobs.submit(cfg.copy(), name=name.strip() or None)
         set_current_run(new_id)
         st.rerun()
 

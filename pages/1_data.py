@@ -4,6 +4,7 @@ import streamlit as st
 from app import data_sources, data_ui
 from app.demo import describe_path
 from app.forms import render_settings
+from app.nav import page_file
 from app.state import draft, has_data, save_draft
 from app.text import md
 from app.ui import fmt_int, friendly
@@ -53,4 +54,4 @@ with friendly("read the data"):
 
     st.subheader("Examples")
     data_ui.show_samples(found.dataset)
-    st.page_link("app_pages/2_model.py", label="Next: choose the model and its layers", icon=":material/arrow_forward:")
+    st.page_link(page_file("2_model"), label="Next: choose the model and its layers", icon=":material/arrow_forward:")

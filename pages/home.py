@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app.demo import demo_config
+from app.nav import page_file
 from app.state import CURRENT_RUN, replace_draft
 
 st.title("Transfer Studio")
@@ -21,7 +22,7 @@ for column, modality, label, icon in ((left, "image", "Start with demo images", 
         if st.button(label, type="primary", icon=icon, width="stretch", key=f"demo_{modality}"):
             replace_draft(demo_config(modality))
             st.session_state[CURRENT_RUN] = None
-            st.switch_page("app_pages/3_train.py")
+            st.switch_page(page_file("3_train"))
 left.caption("Fashion-MNIST clothing photos, 10 classes, EfficientNet-Lite0 with its top 4 layer groups training. "
              "About a minute on a laptop CPU.")
 right.caption("BBC News articles, 5 topics, MiniLM sentence encoder with its last layer training. "
@@ -31,15 +32,15 @@ st.caption("Both demos run offline: the data and the pretrained models are insta
            "accuracy rise, epoch by epoch.")
 
 st.subheader("The pages")
-st.page_link("app_pages/1_data.py", label="**Data**: upload images or texts, take webcam photos per class, or pick a demo "
+st.page_link(page_file("1_data"), label="**Data**: upload images or texts, take webcam photos per class, or pick a demo "
              "set; see the classes, examples and a plain-language data report.", icon=":material/dataset:")
-st.page_link("app_pages/2_model.py", label="**Model and layers**: pick a pretrained model and choose which layer groups "
+st.page_link(page_file("2_model"), label="**Model and layers**: pick a pretrained model and choose which layer groups "
              "train and which stay frozen, with size, memory and time estimates.", icon=":material/layers:")
-st.page_link("app_pages/3_train.py", label="**Train**: set the training options, start, and watch loss and accuracy live; "
+st.page_link(page_file("3_train"), label="**Train**: set the training options, start, and watch loss and accuracy live; "
              "pause, resume or stop at any time.", icon=":material/play_circle:")
-st.page_link("app_pages/4_results.py", label="**Results**: accuracy, the confusion matrix, per-class scores and the "
+st.page_link(page_file("4_results"), label="**Results**: accuracy, the confusion matrix, per-class scores and the "
              "examples the model gets wrong.", icon=":material/insights:")
-st.page_link("app_pages/5_try.py", label="**Try and export**: classify a new image or text and download the model as "
+st.page_link(page_file("5_try"), label="**Try and export**: classify a new image or text and download the model as "
              "a ready-to-use bundle.", icon=":material/science:")
-st.page_link("app_pages/6_runs.py", label="**Runs**: every run (also those started from the command line); compare, "
+st.page_link(page_file("6_runs"), label="**Runs**: every run (also those started from the command line); compare, "
              "resume, extend or delete them.", icon=":material/history:")
