@@ -32,15 +32,18 @@ st.caption("Both demos run offline: the data and the pretrained models are insta
            "accuracy rise, epoch by epoch.")
 
 st.subheader("The pages")
-st.page_link(page_file("1_data"), label="**Data**: upload images or texts, take webcam photos per class, or pick a demo "
-             "set; see the classes, examples and a plain-language data report.", icon=":material/dataset:")
-st.page_link(page_file("2_model"), label="**Model and layers**: pick a pretrained model and choose which layer groups "
-             "train and which stay frozen, with size, memory and time estimates.", icon=":material/layers:")
-st.page_link(page_file("3_train"), label="**Train**: set the training options, start, and watch loss and accuracy live; "
-             "pause, resume or stop at any time.", icon=":material/play_circle:")
-st.page_link(page_file("4_results"), label="**Results**: accuracy, the confusion matrix, per-class scores and the "
-             "examples the model gets wrong.", icon=":material/insights:")
-st.page_link(page_file("5_try"), label="**Try and export**: classify a new image or text and download the model as "
-             "a ready-to-use bundle.", icon=":material/science:")
-st.page_link(page_file("6_runs"), label="**Runs**: every run (also those started from the command line); compare, "
-             "resume, extend or delete them.", icon=":material/history:")
+for name, label, icon in [
+    ("1_data", "**Data**: upload images or texts, take webcam photos per class, or pick a demo set; see the classes, "
+               "examples and a plain-language data report.", ":material/dataset:"),
+    ("2_model", "**Model and layers**: pick a pretrained model and choose which layer groups train and which stay "
+                "frozen, with size, memory and time estimates.", ":material/layers:"),
+    ("3_train", "**Train**: set the training options, start, and watch loss and accuracy live; pause, resume or stop "
+                "at any time.", ":material/play_circle:"),
+    ("4_results", "**Results**: accuracy, the confusion matrix, per-class scores and the examples the model gets "
+                  "wrong.", ":material/insights:"),
+    ("5_try", "**Try and export**: classify a new image or text and download the model as a ready-to-use bundle.",
+     ":material/science:"),
+    ("6_runs", "**Runs**: every run (also those started from the command line); compare, resume, extend or delete "
+               "them.", ":material/history:"),
+]:
+    st.page_link(page_file(name), label=label, icon=icon)
