@@ -18,13 +18,19 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 TOKEN_ENV = "TRANSFER_STUDIO_TOKEN"
 NO_TOKEN_ENV = "TRANSFER_STUDIO_NO_TOKEN"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]{16,256}")
 # Streamlit's liveness probe: answers "ok" and nothing else, so monitors need no token.
-_OPEN_PATHS = ("/_stcore/health", "/healthz")
+_OPEN_PATHS = ("/_stcore/health",)
+# On every HTTP answer: only pages of this very origin may frame the app (a page on another port of
+# 127.0.0.1 counts as the same site, so the cookie alone would let it frame the signed-in app and trick
+# clicks), and only they may load its responses (no probing with <img> or <script> from another port).
+_FRAME_AND_LOAD_HEADERS = [(b"x-frame-options", b"SAMEORIGIN"),
+                           (b"content-security-policy", b"frame-ancestors 'self'"),
+                           (b"cross-origin-resource-policy", b"same-origin")]
 
 
 class AccessSetupError(ValueError):
@@ -113,10 +119,10 @@ def host_allowed(host: str) -> bool:
     return is_host_allowed(host)
 
 
-def origin_allowed(origin: str | None, host: str) -> bool:
-    """A page of this server only: same host and port. A browser always sends Origin on websockets;
-    a client without one (a script) still needs the cookie."""
-    return origin is None or urlparse(origin).netloc == host
+def origin_allowed(origin: str | None, host: str, scheme: str = "http") -> bool:
+    """A page of this server only: the same scheme, host and port, exactly as a browser writes its Origin.
+    A browser always sends Origin on websockets; a client without one (a script) still needs the cookie."""
+    return origin is None or origin == f"{scheme}://{host}"
 
 
 class AccessGate:
@@ -134,12 +140,14 @@ class AccessGate:
         conn = HTTPConnection(scope)
         host = conn.headers.get("host", "")
         if scope["type"] == "websocket":
-            if (host_allowed(host) and origin_allowed(conn.headers.get("origin"), host)
+            page_scheme = "https" if scope.get("scheme") == "wss" else "http"
+            if (host_allowed(host) and origin_allowed(conn.headers.get("origin"), host, page_scheme)
                     and self.access.cookie_ok(dict(conn.cookies))):
                 return await self.app(scope, receive, send)
             # Closing before accepting answers the handshake with 403; Streamlit's own origin check (which
             # looks up the machine's external IP for a foreign origin) never runs.
             return await send({"type": "websocket.close", "code": 1008})
+        send = _with_headers(send, _FRAME_AND_LOAD_HEADERS)
         if not host_allowed(host):
             return await _page(403, _WRONG_HOST)(scope, receive, send)
         path = scope.get("path", "")
@@ -158,13 +166,23 @@ class AccessGate:
         from starlette.responses import RedirectResponse
 
         rest = [(k, v) for k, v in conn.query_params.multi_items() if k != "token"]
-        target = conn.url.path + (f"?{urlencode(rest)}" if rest else "")
+        # One leading slash: "//evil.example/" would send the browser to another site.
+        target = "/" + conn.url.path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(self.access.cookie_name, self.access.cookie_value, httponly=True, samesite="lax",
                             path="/")
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
+
+
+def _with_headers(send, headers: list[tuple[bytes, bytes]]):
+    """`send` that adds `headers` to the start of every HTTP response."""
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+    return sending
 
 
 def access_middleware(access: Access) -> list:

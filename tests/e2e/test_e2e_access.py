@@ -15,8 +15,10 @@ from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-# Another local program's page (a notebook, a dev server): it tries the app's websocket and says what happened.
-PROBE = """<!doctype html><title>probing</title><script>
+# Another local program's page (a notebook, a dev server): it tries the app's websocket and says what happened,
+# and tries to show the app in a frame (to trick clicks on it).
+PROBE = """<!doctype html><title>probing</title>
+<iframe id="app" src="http://127.0.0.1:{port}/runs" width="800" height="600"></iframe><script>
 const ws = new WebSocket("ws://127.0.0.1:{port}/_stcore/stream", "streamlit");
 ws.onopen = () => {{ document.title = "connected"; }};
 ws.onerror = () => {{ document.title = "refused"; }};
@@ -83,15 +85,18 @@ def test_the_printed_address_opens_the_app_and_page_changes_and_reloads_keep_it(
     assert page.evaluate("document.cookie").find("transfer_studio_") == -1   # page scripts cannot read it
 
 
-def test_a_page_of_another_local_server_cannot_open_the_websocket(app_server, bare_context, other_local_server):
+def test_a_page_of_another_local_server_cannot_open_the_websocket_or_frame_the_app(app_server, bare_context,
+                                                                                  other_local_server):
     """The browser holds the access cookie, and cookies ignore ports, so it sends it along; the origin of
-    the other server's page is what the app refuses."""
+    the other server's page is what the app refuses, and its answers may be framed by its own pages only."""
     context = bare_context
     sign_in(context, app_server)
     assert any(c["name"].startswith("transfer_studio_") for c in context.cookies())
     page = context.new_page()
     page.goto(other_local_server + "/probe.html")
     expect(page).to_have_title("refused", timeout=30_000)
+    page.wait_for_timeout(3000)                                  # time for the frame to load, were it allowed
+    assert all(f.locator("[data-testid='stApp']").count() == 0 for f in page.frames), "the app was framed"
     own = open_page(context, app_server["url"], "runs")          # while the app's own pages still work
     expect(own.get_by_role("heading", name="Runs", level=1)).to_be_visible(timeout=60_000)
 

@@ -131,7 +131,7 @@ def test_the_server_prints_the_address_with_its_token(server):
 
 
 @pytest.mark.parametrize("path", ["/", "/data", "/runs?run=x", "/_stcore/upload_file/s/f", "/media/x.png",
-                                  "/_stcore/host-config", "/static/index.html"])
+                                  "/_stcore/host-config", "/static/index.html", "/healthz", "/_stcore/metrics"])
 def test_nothing_is_served_without_the_token(server, path):
     status, headers, body = get(server, path)
     assert status == 403, (path, status)
@@ -161,6 +161,23 @@ def test_the_printed_address_sets_the_cookie_and_leaves_the_address_bar(server):
     assert status == 303 and headers["location"] == "/runs?run=abc"
 
 
+@pytest.mark.parametrize("path", ["//evil.example/", "/%2Fevil.example", "///evil.example/x"])
+def test_the_sign_in_redirect_stays_on_this_server(server, path):
+    """A path that starts with two slashes would be another site's address in the Location header."""
+    status, headers, _ = get(server, f"{path}?token={server['token']}")
+    assert status == 303 and headers["location"].startswith("/") and not headers["location"].startswith("//")
+
+
+def test_other_origins_may_not_frame_or_load_the_app(server):
+    """A page on another port of 127.0.0.1 is the same site, so the browser sends the cookie with its iframe
+    or <img>: the answers say that only this origin may frame them or read them."""
+    for path, cookie in (("/", True), ("/_stcore/metrics", True), ("/", False)):
+        status, headers, _ = get(server, path, {"Cookie": server["cookie"]} if cookie else {})
+        assert headers["x-frame-options"] == "SAMEORIGIN", path
+        assert headers["content-security-policy"] == "frame-ancestors 'self'"
+        assert headers["cross-origin-resource-policy"] == "same-origin"
+
+
 def test_the_cookie_opens_every_page_and_reloads(server):
     for path in ("/", "/data", "/runs?run=abc", "/data"):        # page changes and a reload of the same page
         status, _, body = get(server, path, {"Cookie": server["cookie"]})
@@ -181,12 +198,14 @@ def test_other_host_names_are_refused(server):
     ("http://127.0.0.1:{other}", True, False),  # a page of another server on this machine: the browser sends
     ("http://localhost:{other}", True, False),  # the cookie (cookies ignore ports), the origin gives it away
     ("http://evil.example", True, False),      # another site's page
+    ("https://127.0.0.1:{own}", True, False),   # not this server's scheme
+    ("http://127.0.0.1:{own}/x", True, False),  # not an origin as browsers write it
 ])
 def test_the_websocket_needs_the_cookie_and_a_page_of_this_server(server, origin, cookie, opens):
     if origin == "own":
         origin = server["url"]
     elif origin:
-        origin = origin.format(other=server["port"] + 1)
+        origin = origin.format(other=server["port"] + 1, own=server["port"])
     assert websocket_opens(server, origin, cookie) is opens
 
 
