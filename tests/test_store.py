@@ -408,3 +408,22 @@ def test_one_default_run_name_for_the_app_and_the_command_line():
     assert default_run_name("sentence-transformers/all-MiniLM-L6-v2", "/home/me/reviews.csv") == \
         "all-MiniLM-L6-v2 on reviews"
     assert default_run_name("tiny_cnn", "photos/") == "tiny_cnn on photos"
+
+
+def test_run_status_is_an_enum_that_reads_and_stores_as_its_name(tmp_path):
+    """RunStatus members are str too: the database, JSON and pages see "running"; the store gives members back."""
+    import json
+
+    from transfer_core.events import RunEnded, event_from_dict
+    assert [s.value for s in RunStatus] == ["queued", "running", "paused", "stopped", "completed", "failed",
+                                            "interrupted"]
+    assert f"{RunStatus.RUNNING}" == str(RunStatus.RUNNING) == "running" and json.dumps(RunStatus.FAILED) == '"failed"'
+    assert "paused" in RunStatus.ACTIVE and RunStatus.COMPLETED not in RunStatus.RESUMABLE
+    store = RunStore(tmp_path / "runs")
+    run_id = _new_run(store)
+    store.set_status(run_id, RunStatus.RUNNING)
+    assert store.get_run(run_id).status is RunStatus.RUNNING
+    ended = event_from_dict(json.loads(json.dumps(RunEnded(run_id, 1.0, status=RunStatus.COMPLETED, epochs_done=1,
+                                                           best_epoch=0).to_dict())))
+    assert ended.status is RunStatus.COMPLETED
+    store.close()

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 
 
-class RunStatus:
+class RunStatus(str, Enum):
+    """Where a run is. A str too, so it is stored, compared and shown as its name ("running")."""
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
@@ -18,9 +20,20 @@ class RunStatus:
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # the process died while it ran; resumable
 
-    ACTIVE = (QUEUED, RUNNING, PAUSED)
-    RESUMABLE = (STOPPED, FAILED, INTERRUPTED)
-    TERMINAL = (STOPPED, COMPLETED, FAILED, INTERRUPTED)
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__   # f"{status}" is its name on every Python version
+
+    ACTIVE: tuple[RunStatus, ...]
+    RESUMABLE: tuple[RunStatus, ...]
+    TERMINAL: tuple[RunStatus, ...]
+
+
+# Groups of statuses (class attributes set after the class: inside it they would become members).
+RunStatus.ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED)
+RunStatus.RESUMABLE = (RunStatus.STOPPED, RunStatus.FAILED, RunStatus.INTERRUPTED)
+RunStatus.TERMINAL = (RunStatus.STOPPED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ class Notice(Event):
 
 @dataclass(frozen=True)
 class RunEnded(Event):
-    status: str                 # completed or stopped
+    status: RunStatus           # completed or stopped
     epochs_done: int
     best_epoch: int
     metrics: dict = field(default_factory=dict)
@@ -104,4 +117,6 @@ def event_from_dict(data: dict) -> Event:
     cls = EVENT_TYPES[data.pop("kind")]
     if "classes" in data:
         data["classes"] = tuple(data["classes"])
+    if "status" in data:
+        data["status"] = RunStatus(data["status"])
     return cls(**data)

@@ -55,8 +55,7 @@ WATCHED_DEFAULT = "val_loss"   # train.early_stopping_metric's default: a run's 
 # Failures recorded before RunFailed said whether a resume could help: these were the data's or the settings'.
 NOT_RESUMABLE_ERRORS = ("DataError", "ConfigError", "TrainingDiverged")
 INTERRUPTED_MESSAGE = "the process running it stopped unexpectedly; resume it to continue from its last checkpoint"
-ALL_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.STOPPED,
-                RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.INTERRUPTED)
+ALL_STATUSES = tuple(RunStatus)
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -124,7 +123,7 @@ class RunRecord:
     name: str
     created: float
     updated: float
-    status: str
+    status: RunStatus
     modality: str
     model: str
     dataset: str
@@ -159,6 +158,7 @@ class RunRecord:
         values = dict(zip(_COLUMNS, row))
         values["config"] = _loads(values.pop("config_json"))
         values["best_metrics"] = _loads(values.pop("best_metrics_json"))
+        values["status"] = RunStatus(values["status"])
         return cls(**values)
 
 
@@ -430,7 +430,7 @@ class RunStore:
     # ---------------------------------------------------------------- runs
 
     def create_run(self, config: dict, *, name: str | None = None, modality: str, model: str,
-                   dataset: str, dataset_fingerprint: str = "", status: str = RunStatus.QUEUED) -> str:
+                   dataset: str, dataset_fingerprint: str = "", status: RunStatus = RunStatus.QUEUED) -> str:
         """Adds a run and its directory; returns its id.
 
         pid/host are the creating process until the run starts, so a queued run whose
@@ -505,7 +505,7 @@ class RunStore:
             rows = conn.execute(sql, params).fetchall()
         return [RunRecord.from_row(row) for row in rows]
 
-    def set_status(self, run_id: str, status: str, message: str = "", advice: str = "") -> None:
+    def set_status(self, run_id: str, status: RunStatus, message: str = "", advice: str = "") -> None:
         _check_status(status)
         self.update_run(run_id, status=status, message=message, advice=advice)
 

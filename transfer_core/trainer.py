@@ -95,7 +95,7 @@ DIVERGED_LOSS_FACTOR = 10.0
 @dataclass
 class FitResult:
     run_id: str
-    status: str
+    status: RunStatus
     epochs_done: int = 0
     best_epoch: int = -1
     metrics: dict = field(default_factory=dict)
@@ -779,7 +779,7 @@ class Trainer:
         with atomic_path(self.run_dir / filename) as tmp:
             save_file(state, str(tmp))
 
-    def _finish(self, status: str) -> FitResult:
+    def _finish(self, status: RunStatus) -> FitResult:
         """Final weights, evaluation and predictions; also used when the user stops a run."""
         if not hasattr(self, "built") or not hasattr(self, "optimizer"):
             return self._fail(RunError("the run stopped before training began; start it again"))
