@@ -140,7 +140,10 @@ class AccessGate:
         conn = HTTPConnection(scope)
         host = conn.headers.get("host", "")
         if scope["type"] == "websocket":
-            page_scheme = "https" if scope.get("scheme") == "wss" else "http"
+            # Behind a proxy that ends TLS, the page is https although the socket here is not; a browser
+            # page cannot set this header on a websocket, so it cannot pose as another scheme with it.
+            secure = scope.get("scheme") == "wss" or conn.headers.get("x-forwarded-proto") == "https"
+            page_scheme = "https" if secure else "http"
             if (host_allowed(host) and origin_allowed(conn.headers.get("origin"), host, page_scheme)
                     and self.access.cookie_ok(dict(conn.cookies))):
                 return await self.app(scope, receive, send)

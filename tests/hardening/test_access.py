@@ -59,7 +59,7 @@ def get(server, path: str, headers: dict | None = None) -> tuple[int, dict, str]
         conn.close()
 
 
-def websocket_opens(server, origin: str | None, cookie: bool) -> bool:
+def websocket_opens(server, origin: str | None, cookie: bool, headers: dict | None = None) -> bool:
     """Whether the app's websocket accepts this handshake (Origin as given, the access cookie or not)."""
     import websockets
 
@@ -67,7 +67,8 @@ def websocket_opens(server, origin: str | None, cookie: bool) -> bool:
         try:
             async with websockets.connect(f"ws://127.0.0.1:{server['port']}/_stcore/stream", subprotocols=["streamlit"],
                                           origin=origin, open_timeout=30,
-                                          additional_headers={"Cookie": server["cookie"]} if cookie else {}) as ws:
+                                          additional_headers={**({"Cookie": server["cookie"]} if cookie else {}),
+                                                              **(headers or {})}) as ws:
                 await ws.ping()
                 return True
         except (websockets.InvalidStatus, websockets.InvalidHandshake, websockets.ConnectionClosed):
@@ -207,6 +208,14 @@ def test_the_websocket_needs_the_cookie_and_a_page_of_this_server(server, origin
     elif origin:
         origin = origin.format(other=server["port"] + 1, own=server["port"])
     assert websocket_opens(server, origin, cookie) is opens
+
+
+def test_behind_a_tls_proxy_the_https_page_is_the_apps_own(server):
+    """A proxy that ends TLS says so (X-Forwarded-Proto), which a browser page cannot set on a websocket."""
+    own_https = f"https://127.0.0.1:{server['port']}"
+    assert websocket_opens(server, own_https, True, {"X-Forwarded-Proto": "https"})
+    assert not websocket_opens(server, own_https, True)
+    assert not websocket_opens(server, own_https, False, {"X-Forwarded-Proto": "https"})
 
 
 def test_pages_run_only_for_a_signed_in_session(server):
