@@ -7,6 +7,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from .config import RunConfig
+from .data.splits import merge_labels
 from .errors import RunError, RunFilesMissing
 from .evaluate import compute_metrics, predict_dataset, predict_inputs, top_losses
 from .export import ExportResult, export_bundle
@@ -44,7 +45,12 @@ def evaluate_run(store: RunStore, run_id: str, data_path: str, *, allowed_roots:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a trained run on labelled data.
     `allowed_roots` (a front end's folders; None: anywhere) as for load_dataset."""
     built = load_run_model(store, run_id)
-    dataset = load_configured(data_path, run_config(store, run_id), allowed_roots=allowed_roots)
+    cfg = run_config(store, run_id)
+    dataset = load_configured(data_path, cfg, allowed_roots=allowed_roots)
+    if cfg.data.merge_case:   # trained with "Cat" and "cat" as one class: score new data the same way
+        by_case = {c.casefold(): c for c in built.classes}
+        dataset = merge_labels(dataset, {label: by_case[label.casefold()] for label in dataset.classes
+                                         if label not in built.classes and label.casefold() in by_case})
     if dataset.modality != built.modality:
         raise RunError(f"run {run_id} classifies {built.modality}s but {data_path} holds {dataset.modality}s; give {built.modality} data")
     unknown = sorted(set(dataset.classes) - set(built.classes))

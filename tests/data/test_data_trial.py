@@ -157,3 +157,29 @@ def test_report_command_prints_the_report_when_a_class_is_too_small_to_split(tmp
     report = json.loads(captured.out)
     assert report["ok"] is False and report["class_counts"] == {"a": 4, "b": 1}
     assert captured.err.count("\n") == 1 and "'b'" in captured.err
+
+
+def test_evaluating_a_merge_case_run_scores_case_variants_as_its_classes(tmp_path):
+    """A run trained with data.merge_case knows "cat" for "Cat" too: new data spelled either way is scored,
+    not refused as labels the run never saw."""
+    from transfer_core.errors import RunError
+    from transfer_core.runs import evaluate_run
+    from transfer_core.store import RunStore
+    from transfer_core.trainer import fit
+
+    store = RunStore(tmp_path / "runs")
+    for merge in (True, False):
+        cfg = _config(_case_csv(tmp_path), merge_case=merge)
+        for key, value in (("model.name", "tiny_bert"), ("model.pretrained", False), ("train.epochs", 1),
+                           ("train.batch_size", 4), ("data.dedupe", False)):
+            cfg.set(key, value)
+        run = fit(cfg, store=store)
+        assert run.status == "completed", run.message
+        new = tmp_path / f"new-{merge}.csv"
+        new.write_text("text,label\nmeow 1,CAT\nwoof 1,Dog\nmeow 2,cat\n", encoding="utf-8")
+        if merge:
+            assert evaluate_run(store, run.run_id, str(new))["accuracy"] is not None
+        else:
+            with pytest.raises(RunError, match="labels the run never saw"):
+                evaluate_run(store, run.run_id, str(new))
+    store.close()
