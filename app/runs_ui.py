@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
+from transfer_core.csvsafe import csv_bytes
 from transfer_core.events import RunStatus
 from transfer_core.summary import best_note
 
@@ -59,6 +60,16 @@ def best_epoch_cell(summary: dict) -> str:
         return "-"
     acc = _number(summary.get("best_val_accuracy"))
     return f"epoch {summary['best_epoch'] + 1}" + (f": {fmt_pct(acc)}" if acc is not None else "")
+
+
+def table_buttons(runs: list) -> None:
+    """Below the runs table: refresh it, and download it as CSV (the table's own export is off, as it would
+    write a run name like "=HYPERLINK(...)" as a formula; csv_bytes neutralises such cells)."""
+    left, right = st.columns([1, 4])
+    if left.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
+        st.rerun()
+    right.download_button("Download the list (CSV)", csv_bytes(runs_table(runs)), file_name="runs.csv",
+                          mime="text/csv", icon=":material/download:", key="download_runs")
 
 
 def runs_table_config() -> dict:

@@ -26,8 +26,7 @@ for r in runs:
                 icon=":material/model_training:")
 
 st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_config=runs_ui.runs_table_config())
-if st.button("Refresh", icon=":material/refresh:", key="runs_refresh"):
-    st.rerun()
+runs_ui.table_buttons(runs)
 
 st.subheader("Compare")
 default = runs_ui.default_comparison(runs, current_run_id(store, attach_active=False))

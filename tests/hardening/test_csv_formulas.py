@@ -87,12 +87,11 @@ def test_the_tables_own_csv_export_is_off():
     assert config["client"]["disableDataExport"] is True
 
 
-def test_results_downloads_have_no_formula_cells(app_env, tmp_path, monkeypatch):
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """What the browser would download from the pages, by file name, filled as the pages run."""
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-    from apphelpers import train_run
-
-    sent: dict[str, bytes] = {}     # what the browser would download, by file name
+    sent: dict[str, bytes] = {}
     keep = MemoryMediaFileStorage.load_and_get_id
 
     def spy(self, path_or_data, mimetype, kind, filename=None):
@@ -100,6 +99,13 @@ def test_results_downloads_have_no_formula_cells(app_env, tmp_path, monkeypatch)
         return keep(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    return sent
+
+
+def test_results_downloads_have_no_formula_cells(app_env, tmp_path, monkeypatch):
+    from apphelpers import train_run
+
+    sent = downloads(monkeypatch)
     data = text_csv(tmp_path / "hostile.csv")
     run_id = train_run(app_env / "runs", str(data), "tiny_bert", **{"model.max_length": 16, "train.epochs": 1})
     at = open_app("4_results")
@@ -109,3 +115,20 @@ def test_results_downloads_have_no_formula_cells(app_env, tmp_path, monkeypatch)
         rows = list(csv.reader(io.StringIO(sent[name].decode("utf-8"))))
         assert_no_formula_cells(rows)
         assert "'" + FORMULA in {cell for row in rows for cell in row}, name
+
+
+def test_the_runs_list_downloads_with_no_formula_cells(app_env, tmp_path, monkeypatch):
+    """The Runs page's table has its own export off; its download button writes run names as text."""
+    from apphelpers import train_run
+    from transfer_core.store import RunStore
+
+    sent = downloads(monkeypatch)
+    run_id = train_run(app_env / "runs", str(text_csv(tmp_path / "hostile.csv")), "tiny_bert",
+                       **{"model.max_length": 16, "train.epochs": 1})
+    with RunStore(app_env / "runs") as store:
+        store.update_run(run_id, name=FORMULA)
+    at = open_app("6_runs")
+    no_exceptions(at)
+    rows = list(csv.reader(io.StringIO(sent["runs.csv"].decode("utf-8"))))
+    assert_no_formula_cells(rows)
+    assert "'" + FORMULA in {cell for row in rows for cell in row}
