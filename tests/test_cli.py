@@ -83,3 +83,26 @@ def test_user_errors_exit_nonzero_with_one_line(args, needle, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_every_setting_has_an_option_made_from_the_config():
+    """The options come from the typed config (help, range, choices, default), so a new setting needs no
+    hand-written flag; the short names are aliases of the same options."""
+    import argparse
+
+    from transfer_core.cli import build_parser, config_from_args, explicit_settings
+    from transfer_core.config import RunConfig, iter_fields
+
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    text = train.format_help()
+    for dotted, f, _ in iter_fields(RunConfig()):
+        assert f"--{dotted}" in text, dotted
+    args = parser.parse_args(["train", "--data", "demo:bbc-news", "--train.early_stopping_patience", "3",
+                              "--optim.scheduler", "cosine", "--epochs", "4", "--freeze.trainable_groups", "head,stage7"])
+    cfg = config_from_args(args)
+    assert (cfg.train.early_stopping_patience, cfg.optim.scheduler, cfg.train.epochs) == (3, "cosine", 4)
+    assert cfg.freeze.trainable_groups == ["head", "stage7"] and cfg.data.path == "demo:bbc-news"
+    assert {"train.early_stopping_patience", "optim.scheduler", "train.epochs"} <= explicit_settings(args)
+    with pytest.raises(SystemExit):          # choices come from the config too
+        parser.parse_args(["train", "--optim.scheduler", "sometimes"])

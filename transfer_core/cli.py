@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import FREEZE_PRESETS, RunConfig
+from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
 from .run_files import default_runs_dir
 
@@ -27,16 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="fine-tune a pretrained model on labelled data")
-    t.add_argument("--data", help="image folder/.zip, image CSV, text CSV/TSV/JSONL, or demo:bbc-news / demo:fashion-mnist")
-    t.add_argument("--val", help="optional validation data in the same format")
-    t.add_argument("--model", help="model name (see `models`); default: the offline model for the data's kind")
-    t.add_argument("--freeze", choices=FREEZE_PRESETS, help="which layer groups train (default: feature_extraction)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--image-size", type=int)
-    t.add_argument("--max-length", type=int)
-    t.add_argument("--seed", type=int)
+    add_setting_options(t)
     t.add_argument("--name", help="a name for the run")
     t.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. --set optim.scheduler=onecycle (repeatable)")
@@ -72,12 +63,43 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
 
     rep = sub.add_parser("report", help="the data report, without training")
-    rep.add_argument("--data", required=True)
-    rep.add_argument("--val")
+    add_setting_options(rep, sections=("data",))
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     for command in sub.choices.values():   # also after the command (`runs --runs-dir X`); the last one given wins
         command.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as --runs-dir before the command")
     return p
+
+
+# Short names for the settings people change most; every setting also has its --section.name option.
+ALIASES = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
+           "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
+           "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed"}
+SETTING = "setting:"   # argparse dest prefix of the options made from the config
+
+
+def add_setting_options(parser: argparse.ArgumentParser, sections: tuple[str, ...] | None = None) -> None:
+    """One option per setting of the typed config (--train.epochs, with --epochs for the common ones), with
+    its help, range and choices: a new setting gets its flag here and its form field in the app, from the
+    same declaration. Values are checked by RunConfig.set, as --set and config files are."""
+    group = parser.add_argument_group("settings (any of them also as --set section.name=VALUE)")
+    for dotted, f, default in iter_fields(RunConfig()):
+        if sections is not None and dotted.split(".")[0] not in sections:
+            continue
+        meta = f.metadata
+        facts = [f"{k} {meta[k]}" for k in ("min", "max") if meta.get(k) is not None] + [f"default {default!r}"]
+        text = f"{meta.get('help', '')} ({', '.join(facts)})"
+        names = [f"--{dotted}"] + ([ALIASES[dotted]] if dotted in ALIASES else [])
+        group.add_argument(*names, dest=SETTING + dotted, default=argparse.SUPPRESS, choices=meta.get("choices"),
+                           metavar=None if meta.get("choices") else _metavar(default), help=text.replace("%", "%%"))
+
+
+def _metavar(default) -> str:
+    return {bool: "true|false", int: "N", float: "X", list: "A,B"}.get(type(default), "TEXT")
+
+
+def given_settings(args) -> dict[str, str]:
+    """{dotted name: value} of the setting options on the command line."""
+    return {k[len(SETTING):]: v for k, v in vars(args).items() if k.startswith(SETTING)}
 
 
 def explicit_settings(args) -> set[str]:
@@ -90,9 +112,7 @@ def explicit_settings(args) -> set[str]:
             data = {}   # config_from_args reports the broken file
         if isinstance(data, dict):
             given |= {f"{section}.{key}" for section, values in data.items() if isinstance(values, dict) for key in values}
-    flags = {"optim.lr": "lr", "freeze.preset": "freeze", "model.name": "model", "train.epochs": "epochs",
-             "train.batch_size": "batch_size", "train.seed": "seed"}
-    given |= {key for key, attr in flags.items() if getattr(args, attr, None) is not None}
+    given |= set(given_settings(args))
     given |= {item.split("=", 1)[0].strip() for item in getattr(args, "set", []) if "=" in item}
     return given
 
@@ -104,14 +124,8 @@ def config_from_args(args) -> RunConfig:
         if not path.is_file():
             raise TransferError(f"no config file at {path}; give the path of a config.json")
         cfg = RunConfig.from_json(path.read_text(encoding="utf-8"))
-    direct = {"data.path": args.data, "data.val_path": args.val, "model.name": getattr(args, "model", None),
-              "freeze.preset": getattr(args, "freeze", None), "train.epochs": getattr(args, "epochs", None),
-              "optim.lr": getattr(args, "lr", None), "train.batch_size": getattr(args, "batch_size", None),
-              "model.image_size": getattr(args, "image_size", None), "model.max_length": getattr(args, "max_length", None),
-              "train.seed": getattr(args, "seed", None)}
-    for key, value in direct.items():
-        if value is not None:
-            cfg.set(key, value)
+    for key, value in given_settings(args).items():
+        cfg.set(key, value)
     for item in args.set:
         if "=" not in item:
             raise TransferError(f"--set {item} needs the form key=value, e.g. --set optim.lr=0.001")
@@ -168,7 +182,7 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     if not cfg.data.path:
         raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
-    if args.model is None and "model.name" not in " ".join(args.set) and not args.config:
+    if "model.name" not in explicit_settings(args):
         cfg.model.name = default_model(guess_modality(cfg.data.path)).name
     _choose_rates(cfg, args)
     check_startable(cfg, runs_dir=args.runs_dir)
@@ -294,7 +308,9 @@ def cmd_models(args) -> int:
 
 def cmd_report(args) -> int:
     from .preparation import prepare_data
-    cfg = config_from_args(argparse.Namespace(config=None, data=args.data, val=args.val, set=args.set))
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError("no data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
     try:
         prepared = prepare_data(cfg)
     except DataError as exc:
