@@ -14,7 +14,8 @@ import pytest
 from transfer_core.errors import RunError
 from transfer_core.events import (BatchEnded, EpochEnded, Notice, RunEnded, RunFailed, RunStarted,
                                   RunStatus, event_from_dict)
-from transfer_core.store import INTERRUPTED_MESSAGE, RunRecord, RunStore, process_start_time
+from transfer_core.liveness import process_start_time
+from transfer_core.store import INTERRUPTED_MESSAGE, RunRecord, RunStore
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@
 Layout under the runs root:
 
     runs.sqlite          runs, metrics (long format) and the raw event log
-    <run_id>/            one directory per run; the trainer writes config.json,
-                         checkpoints/, weights.safetensors, predictions.csv, export/, log.txt
+    <run_id>/            one directory per run, written by the trainer (run_files.py names its files
+                         and reads its listing and log back when the database is rebuilt)
+
+Whether a run's process still lives is liveness.py's question.
 
 SQLite runs in WAL mode, so the training process writes while the UI, the CLI
 and other browser tabs read, in this process or in others. Per-batch metrics
@@ -21,7 +23,6 @@ import itertools
 import json
 import math
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -37,8 +38,9 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from .errors import RunError, StoreDamaged
-from .events import BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted, RunStatus, event_from_dict
-from .run_files import CONFIG_FILE, LOG_FILE, METRICS_FILE, REPORT_FILE
+from .events import BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted, RunStatus
+from .liveness import pid_alive, process_start_time
+from .run_files import CONFIG_FILE, METRICS_FILE, REPORT_FILE, RUN_ID_RE, created_of, read_logged_events, run_folders
 from .summary import METRIC_WORDS, best_fields, is_better
 
 DB_NAME = "runs.sqlite"
@@ -57,7 +59,6 @@ NOT_RESUMABLE_ERRORS = ("DataError", "ConfigError", "TrainingDiverged")
 INTERRUPTED_MESSAGE = "the process running it stopped unexpectedly; resume it to continue from its last checkpoint"
 ALL_STATUSES = tuple(RunStatus)
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Each entry upgrades the schema from version i to i + 1; append, never edit.
 # metrics is clustered on (run_id, scope, step, ...): a run's curve is one contiguous range
@@ -197,55 +198,6 @@ def default_run_name(model: str, dataset: str) -> str:
         if "." in data_part:
             data_part = data_part.rsplit(".", 1)[0]
     return f"{model_part} on {data_part}" if data_part else model_part
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this id exists on this host (zombies count as dead)."""
-    if not pid or pid <= 0:
-        return False
-    if os.name == "nt":
-        return _pid_alive_windows(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True   # exists, owned by someone else
-    except OSError:
-        return False
-    # A crashed child that its parent has not reaped yet still answers kill(0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def process_start_time(pid: int) -> float | None:
-    """When the process started (epoch seconds), where the OS tells (Linux); else None."""
-    try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def _pid_alive_windows(pid: int) -> bool:
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-            return False
-        return code.value == 259  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
 
 
 # Stores with unflushed rows are flushed when the interpreter exits normally.
@@ -465,7 +417,7 @@ class RunStore:
         """The run's directory (accepts a unique id prefix)."""
         if resolve:
             run_id = self._resolve_id(run_id)
-        elif not _RUN_ID_RE.match(run_id or ""):
+        elif not RUN_ID_RE.match(run_id or ""):
             raise RunError(f"'{run_id}' is not a valid run id; list runs with `python -m transfer_core runs`")
         return self.root / run_id
 
@@ -477,7 +429,7 @@ class RunStore:
         columns = ", ".join(_COLUMNS)
         with self._read() as conn:
             row = conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None and run_id and _RUN_ID_RE.match(run_id):
+            if row is None and run_id and RUN_ID_RE.match(run_id):
                 rows = conn.execute(f"SELECT {columns} FROM runs WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
                                     (run_id, run_id + "\U0010ffff")).fetchall()
                 if len(rows) > 1:
@@ -621,15 +573,15 @@ class RunStore:
 
     def _import_folder(self, folder: Path) -> None:
         """Adds the run of a folder that the database does not list (see rebuild_run_list)."""
-        config = json.loads((folder / _RUN_CONFIG).read_text(encoding="utf-8"))
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         if not isinstance(config, dict):
             raise ValueError("config.json does not hold a run configuration")
         model = str((config.get("model") or {}).get("name") or "")
         dataset = str((config.get("data") or {}).get("path") or "")
-        report = _loads((folder / _RUN_REPORT).read_text(encoding="utf-8")) if (folder / _RUN_REPORT).is_file() else {}
-        metrics = _loads((folder / _RUN_METRICS).read_text(encoding="utf-8")) if (folder / _RUN_METRICS).is_file() else {}
-        events = _read_logged_events(folder)
-        created = _created_of(folder)
+        report = _loads((folder / REPORT_FILE).read_text(encoding="utf-8")) if (folder / REPORT_FILE).is_file() else {}
+        metrics = _loads((folder / METRICS_FILE).read_text(encoding="utf-8")) if (folder / METRICS_FILE).is_file() else {}
+        events = read_logged_events(folder)
+        created = created_of(folder)
         run_id = folder.name
         with self._write() as conn:
             conn.execute("INSERT INTO runs (id, name, created, updated, status, modality, model, dataset, config_json, "
@@ -861,19 +813,6 @@ class RunStore:
 
 # -------------------------------------------------------------------- rebuilding the run list
 
-# What rebuild_run_list reads in a run folder.
-_RUN_CONFIG, _RUN_METRICS, _RUN_LOG, _RUN_REPORT = CONFIG_FILE, METRICS_FILE, LOG_FILE, REPORT_FILE
-
-
-def run_folders(root: str | os.PathLike) -> list[Path]:
-    """The run folders under a runs root: named like a run id and holding the run's config.json."""
-    try:
-        entries = list(Path(root).iterdir())
-    except OSError:
-        return []
-    return sorted(p for p in entries if _RUN_ID_RE.match(p.name) and not p.is_symlink() and (p / _RUN_CONFIG).is_file())
-
-
 @dataclass(frozen=True)
 class Rebuilt:
     added: list            # run ids listed again
@@ -922,34 +861,6 @@ def _move_aside(db_path: Path) -> Path:
             companion.replace(target.with_name(target.name + suffix))
     db_path.replace(target)
     return target
-
-
-def _read_logged_events(folder: Path) -> list[Event]:
-    """The events the trainer appended to log.txt, one JSON object a line after a time stamp
-    (tracebacks and other lines are skipped)."""
-    try:
-        lines = (folder / _RUN_LOG).read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return []
-    events = []
-    for line in lines:
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            data = json.loads(line[start:])
-            if isinstance(data, dict) and data.get("run_id") == folder.name:
-                events.append(event_from_dict(data))
-        except (ValueError, TypeError, KeyError):
-            continue
-    return events
-
-
-def _created_of(folder: Path) -> float:
-    try:   # the id starts with its creation time
-        return time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
-    except ValueError:
-        return folder.stat().st_mtime
 
 
 # -------------------------------------------------------------------- helpers
