@@ -60,5 +60,5 @@ def context(browser, app_server):
     ctx.on("request", lambda r: None if r.url.startswith((app_server["url"] + "/", "data:", "blob:"))
            else outside.append(r.url))
     yield ctx
-    assert outside == [], f"the pages fetched from outside the app: {outside[:5]}"
     ctx.close()
+    assert outside == [], f"the pages fetched from outside the app: {outside[:5]}"
