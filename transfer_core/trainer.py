@@ -85,8 +85,6 @@ log = logging.getLogger(__name__)
 
 Observer = Callable[[Event], None]
 
-# Files in a run directory (the models registry reads the first three for `run:<id>`).
-
 # Cross-entropy of a uniform guess is ln(classes). An epoch whose mean training loss is this many times
 # that has blown its weights up (a learning rate far too high): no run that learns gets there.
 DIVERGED_LOSS_FACTOR = 10.0
