@@ -15,7 +15,9 @@ import streamlit as st
 
 from transfer_core.config import RunConfig
 from transfer_core.data import build_report
+from transfer_core.data.report import DataReport
 from transfer_core.data.tables import read_table
+from transfer_core.data.types import Dataset, Splits
 from transfer_core.errors import DataError, ModelError, TransferError
 from transfer_core.models import default_model, get_spec
 from transfer_core.paths import check_allowed
@@ -139,9 +141,9 @@ def _data_key(cfg: RunConfig) -> str:
 class Inspection:
     """What the Data page shows: the engine's prepared data, or (when it refuses the data) the
     report on the data as loaded, whose error findings say why."""
-    dataset: object
-    report: object
-    splits: object = None
+    dataset: Dataset
+    report: DataReport
+    splits: Splits | None = None
     notices: list = field(default_factory=list)
     blocking: str = ""
 

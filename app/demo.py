@@ -7,11 +7,14 @@ Measured with benchmarks/demo_timing.py (docs/benchmarks.md, "The demos").
 """
 from __future__ import annotations
 
+from typing import Any
+
 from transfer_core.config import RunConfig
 from transfer_core.freezing import apply_recommended_rates
 from transfer_core.models import get_spec
 
-DEMOS = {
+# Settings by dotted name (what RunConfig.set takes).
+DEMOS: dict[str, dict[str, Any]] = {
     # 600 images: 480 train the top 4 of EfficientNet-Lite0's 10 groups (stage6, stage7, head_conv, head).
     "image": {"data.path": "demo:fashion-mnist?per_class=60", "model.name": "efficientnet_lite0",
               "model.image_size": 128, "freeze.preset": "top_k", "freeze.top_k": 4, "train.epochs": 10},

@@ -86,7 +86,7 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
     if cached and cut == len(names) - 1:
         st.caption(f"Only the head trains, so each example goes through the frozen layers once "
                    f"(first epoch about {fmt_duration(est['first_epoch'])}); later epochs take a fraction of a second.")
-    elif cached and cut > 0:
+    elif cut is not None and cut > 0:
         st.caption(f"The frozen groups below `{names[cut]}` run once per example (in the first epoch); "
                    "later epochs run only the groups from there up.")
     st.plotly_chart(charts.layer_params([{**g, "trainable": g["group"] in trainable} for g in groups]),

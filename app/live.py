@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.events import RunStatus
+from transfer_core.events import Notice, RunStatus
 from transfer_core.summary import best_note
 
 from . import charts
@@ -52,14 +52,14 @@ def _draw(run_id: str, was_active: bool) -> None:
         st.error(f"The run failed: {md(sentence(record.message))}{advice}", icon=":material/error:")
     elif record.status == RunStatus.INTERRUPTED:
         st.warning(f"The run was interrupted: {md(sentence(record.message))} Resume it on the Runs page.")
-    notices = [e["message"] for e in events if e.get("kind") == "Notice"]
+    notices = [e.message for e in events if isinstance(e, Notice)]
     if notices:
         st.caption(" · ".join(md(n) for n in notices[-3:]))
     if overfitting(epochs):
         st.warning(OVERFITTING_TEXT, icon=":material/trending_up:")
 
     start = last_started(events)
-    spe = int(start["steps_per_epoch"]) if start else None
+    spe = start.steps_per_epoch if start else None
     if len(steps) or len(epochs):
         st.plotly_chart(charts.training_curves(epochs, steps, spe), key=f"curves_{run_id}",
                         config={"displayModeBar": False})

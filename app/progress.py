@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from transfer_core.events import RunStatus
+from transfer_core.events import Event, RunStarted, RunStatus
 
 RATE_WINDOW = 20   # recent steps used for the pace and time-left estimates
 
@@ -51,22 +51,22 @@ def fmt_pace(seconds_per_epoch: float) -> str:
     return f"{1 / seconds_per_epoch:,.0f} epochs per second"
 
 
-def last_started(events: list[dict]) -> dict | None:
-    started = [e for e in events if e.get("kind") == "RunStarted"]
+def last_started(events: list[Event]) -> RunStarted | None:
+    started = [e for e in events if isinstance(e, RunStarted)]
     return started[-1] if started else None
 
 
-def attempt_steps(steps: pd.DataFrame, events: list[dict]) -> pd.DataFrame:
+def attempt_steps(steps: pd.DataFrame, events: list[Event]) -> pd.DataFrame:
     """The steps logged since the run last started. After a resume or an extension the steps of the
     earlier attempt stay in the store; a pace measured across the pause between them (minutes or
     days) would say nothing about the speed now."""
     start = last_started(events)
-    if start is None or "time" not in start or not len(steps) or "time" not in steps:
+    if start is None or not len(steps) or "time" not in steps:
         return steps
-    return steps[steps["time"] >= float(start["time"])]
+    return steps[steps["time"] >= start.time]
 
 
-def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFrame,
+def progress(record, events: list[Event], steps: pd.DataFrame, epochs: pd.DataFrame,
              runs_ahead: int | None = None) -> Progress:
     """runs_ahead: how many runs train or wait before this one (None where unknown)."""
     start = last_started(events)
@@ -76,9 +76,9 @@ def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFra
         waiting = "Loading the data and the model..."
     if start is None:
         return Progress(phase=waiting)
-    total_epochs = int(start["epochs"])
-    spe = max(1, int(start["steps_per_epoch"]))
-    done_epochs = int(epochs["epoch"].max()) + 1 if len(epochs) else int(start.get("start_epoch", 0))
+    total_epochs = start.epochs
+    spe = max(1, start.steps_per_epoch)
+    done_epochs = int(epochs["epoch"].max()) + 1 if len(epochs) else start.start_epoch
     p = Progress(epochs=total_epochs, steps_per_epoch=spe, started=True)
     if len(steps):
         last = steps.iloc[-1]
@@ -89,7 +89,7 @@ def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFra
             p.step_in_epoch = min(spe, max(1, p.step % spe or spe))
     else:
         p.epoch = done_epochs + 1 if done_epochs < total_epochs else total_epochs
-        frozen = int(start.get("trainable_params") or 0) < int(start.get("total_params") or 0)
+        frozen = start.trainable_params < start.total_params
         p.phase = ("First pass through the frozen layers (computed once, then every epoch is fast)..." if frozen
                    else "Running the first training steps...")
     if done_epochs >= p.epoch:       # the epoch's steps are done and it has been validated
@@ -110,7 +110,7 @@ def progress(record, events: list[dict], steps: pd.DataFrame, epochs: pd.DataFra
     return p
 
 
-def training_seconds(record, events: list[dict], epochs: pd.DataFrame, now: float | None = None) -> float | None:
+def training_seconds(record, events: list[Event], epochs: pd.DataFrame, now: float | None = None) -> float | None:
     """Seconds spent training the run, which is what a user means by its time: not the wall clock since
     it was created, which counts its time in the queue and, after an extension, every minute (or day)
     between the first finish and the extra epochs. Ended runs report the trainer's own count; while one
@@ -122,7 +122,7 @@ def training_seconds(record, events: list[dict], epochs: pd.DataFrame, now: floa
     start = last_started(events)
     if start is None or record.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
         return done if len(epochs) else None
-    since = float(start["time"])
+    since = start.time
     if len(epochs) and "time" in epochs:
         since = max(since, float(epochs["time"].max()))
     end = record.updated if record.status == RunStatus.PAUSED else (time.time() if now is None else now)

@@ -94,12 +94,20 @@ def comparison_table(runs: list) -> pd.DataFrame:
         rows.append({"name": r.name, "status": r.status, "model": r.model,
                      "layers": (cfg.get("freeze", {}).get("preset") or "-").replace("_", " "),
                      "learning rate": f"{lr:g}" if (lr := _number(cfg.get("optim", {}).get("lr"))) is not None else "-",
-                     "epochs": str(r.epochs_done), "batch size": str(cfg.get("train", {}).get("batch_size") or "-"),
+                     "epochs": str(r.epochs_done), "batch size": batch_size_cell(r),
                      "val accuracy": fmt_pct(_number(best.get("val_accuracy"))),
                      "val macro F1": fmt_pct(_number(best.get("val_macro_f1"))),
                      "val loss": f"{loss:.3f}" if loss is not None else "-",
                      "best epoch": best_epoch_cell(best)})
     return pd.DataFrame(rows, columns=list(COMPARE_TABLE_WIDTHS))
+
+
+def batch_size_cell(record) -> str:
+    """The batch size asked for, and the one the run trained with when running out of memory lowered it."""
+    asked = (record.config or {}).get("train", {}).get("batch_size")
+    if record.batch_size and asked and record.batch_size != asked:
+        return f"{record.batch_size} (asked {asked})"
+    return str(asked or "-")
 
 
 def comparison_table_config() -> dict:

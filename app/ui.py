@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from typing import Literal
 
 import streamlit as st
 
@@ -14,9 +15,10 @@ from .text import md
 
 log = logging.getLogger("transfer_app")
 
-STATUS_COLOURS = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
-                  RunStatus.STOPPED: "violet", RunStatus.COMPLETED: "green", RunStatus.FAILED: "red",
-                  RunStatus.INTERRUPTED: "orange"}
+BadgeColour = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray"]
+STATUS_COLOURS: dict[str, BadgeColour] = {
+    RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange", RunStatus.STOPPED: "violet",
+    RunStatus.COMPLETED: "green", RunStatus.FAILED: "red", RunStatus.INTERRUPTED: "orange"}
 
 
 def unexpected_message(exc: BaseException, action: str = "show this page") -> str:

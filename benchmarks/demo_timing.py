@@ -61,11 +61,12 @@ def measure(modality: str, threads: int, overrides: dict | None = None) -> dict:
 
 def timings(store, run_id: str) -> dict:
     """Seconds from the run's creation: when its curves start, how long they move, when it ends."""
+    from transfer_core.events import RunEnded, RunFailed, RunStarted
     created = store.get_run(run_id).created
     events = store.events(run_id)
     points = sorted([*store.metrics(run_id, "step")["time"].tolist(), *store.metrics(run_id, "epoch")["time"].tolist()])
-    ended = max(e["time"] for e in events if e["kind"] in ("RunEnded", "RunFailed"))
-    started = min(e["time"] for e in events if e["kind"] == "RunStarted")
+    ended = max(e.time for e in events if isinstance(e, (RunEnded, RunFailed)))
+    started = min(e.time for e in events if isinstance(e, RunStarted))
     polls = {math.floor((t - created) / REFRESH_SECONDS) for t in points}
     gaps = [b - a for a, b in zip(points, points[1:])]
     return {"total_s": round(ended - created, 1), "run_started_s": round(started - created, 1),

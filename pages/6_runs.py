@@ -67,7 +67,7 @@ with friendly("change the run"):
         resume.caption("No resume: its data or settings caused the failure. Fix them and start a new run.")
     elif record.status in RunStatus.RESUMABLE and resume.button("Resume", key="run_resume_saved", icon=":material/play_arrow:"):
         open_on_train_page(jobs.resume(record.id))
-    room = max_epochs() - int((record.config.get("train") or {}).get("epochs") or 0)
+    room = max_epochs() - record.total_epochs
     if record.status in (RunStatus.COMPLETED, RunStatus.STOPPED) and room < 1:
         extend.caption(f"No extension: the run has the most epochs a run can have ({max_epochs()}). "
                        f"Start a new run from its weights (model run:{record.id}).")

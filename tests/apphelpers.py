@@ -89,3 +89,10 @@ def train_run(runs_dir: Path, data: str, model: str, **settings) -> str:
         result = fit(cfg, store=store, name=f"{model} test run")
     assert result.status == "completed", result.message
     return result.run_id
+
+
+def run_started(time: float = 0.0, *, epochs: int, steps_per_epoch: int, start_epoch: int = 0):
+    """A RunStarted event as the store returns it, for the Train page's progress helpers."""
+    from transfer_core.events import RunStarted
+    return RunStarted("r", time, epochs=epochs, steps_per_epoch=steps_per_epoch, start_epoch=start_epoch, num_train=8,
+                      num_val=2, classes=("a", "b"), device="cpu", trainable_params=10, total_params=10)

@@ -124,7 +124,7 @@ def test_non_finite_loss_fails_at_once(digits_folder, store, monkeypatch):
 def test_batch_larger_than_the_training_set_is_noticed_and_the_config_kept(digits_folder, store):
     result = fit(tiny_image_config(digits_folder, train__batch_size=4096, train__epochs=1), store=store)
     assert result.status == RunStatus.COMPLETED, result.message
-    notices = [e["message"] for e in store.events(result.run_id) if e["kind"] == "Notice"]
+    notices = [e.message for e in store.events(result.run_id) if e.kind == "Notice"]
     n_train = json.loads((store.run_dir(result.run_id) / METRICS_FILE).read_text())["hardware"]["batch_size"]
     assert n_train < 60
     assert f"batch size 4096 is more than the {n_train} training samples, so each step uses all {n_train} " \
@@ -141,7 +141,7 @@ def test_frozen_group_between_trained_groups_is_warned_about(digits_folder, stor
     assert warning.endswith("train block2 too, or freeze block1") and "\n" not in warning
     result = fit(tiny_image_config(digits_folder, train__epochs=1, freeze__preset="custom",
                                    freeze__trainable_groups="block1,block3,head"), store=store)
-    notices = [e["message"] for e in store.events(result.run_id) if e["kind"] == "Notice"]
+    notices = [e.message for e in store.events(result.run_id) if e.kind == "Notice"]
     assert warning in notices
 
 
@@ -173,8 +173,8 @@ def test_cli_json_is_strict_json(digits_folder, store, tmp_path, capsys):
 
 def assert_refused_as_data_failure(store, run_id: str, reason: str) -> None:
     """The run's failure is recorded as not resumable (a DataError), and a resume is refused in one line naming `reason`."""
-    failed = [e for e in store.events(run_id) if e["kind"] == "RunFailed"][-1]
-    assert failed["resumable"] is False and failed["error_type"] == "DataError"
+    failed = [e for e in store.events(run_id) if e.kind == "RunFailed"][-1]
+    assert failed.resumable is False and failed.error_type == "DataError"
     refusal = store.resume_refusal(run_id)
     assert refusal.startswith(f"run {run_id} failed because of its data or settings ({reason}")
     assert "\n" not in refusal and ".." not in refusal

@@ -10,6 +10,7 @@ from transfer_core import devices, trainer as trainer_mod
 from transfer_core.config import OptimConfig
 from transfer_core.events import RunStatus
 from transfer_core.optim import build_optimizer, load_optimizer_state
+from transfer_core.run_files import METRICS_FILE
 from transfer_core.trainer import fit
 
 from test_trainer import Recorder, image_config
@@ -246,6 +247,6 @@ def test_app_caps_torch_threads_and_the_engine_does_not(monkeypatch):
 def test_metrics_record_how_the_run_used_the_machine(digits_folder, store):
     result = fit(image_config(digits_folder, freeze__preset="full", train__epochs=1, train__device="cpu"), store=store)
     assert result.status == RunStatus.COMPLETED, result.message
-    hardware = json.loads((store.run_dir(result.run_id) / trainer_mod.METRICS_FILE).read_text())["hardware"]
+    hardware = json.loads((store.run_dir(result.run_id) / METRICS_FILE).read_text())["hardware"]
     assert hardware == {"device": "cpu", "precision": "fp32", "channels_last": True, "compiled": False,
                         "batch_size": 8, "train_seconds": round(result.train_seconds, 2)}

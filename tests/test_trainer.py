@@ -5,6 +5,7 @@ bit-equal results, which the CPU gives and mixed precision on a GPU does not (te
 """
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from transfer_core.config import RunConfig
 from transfer_core.control import RunControl
 from transfer_core.events import RunStatus
-from transfer_core.run_files import CHECKPOINT_FILE, WEIGHTS_FILE
+from transfer_core.run_files import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
 from transfer_core.trainer import fit
 
 
@@ -236,6 +237,11 @@ def test_extend_finished_run(digits_folder, store):
     extended = fit(None, store=store, run_id=first.run_id, resume=True, extra_epochs=2)
     assert extended.status == RunStatus.COMPLETED, extended.message
     assert extended.epochs_done == 4
+    # The config keeps the 2 epochs asked for; the run's state (checkpoint, store) has the 4 it plans now.
+    record = store.get_run(first.run_id)
+    assert (record.config["train"]["epochs"], record.total_epochs) == (2, 4)
+    assert json.loads((run_dir / CONFIG_FILE).read_text())["train"]["epochs"] == 2
+    assert torch.load(run_dir / CHECKPOINT_FILE, weights_only=True)["segments"][-1]["end_epoch"] == 4
     assert store.metrics(first.run_id, scope="epoch").shape[0] == 4
     # The extra epochs train on a schedule of their own, as a fresh 2-epoch run does (not at the
     # finished schedule's end, where the learning rate is 0), and change the weights.

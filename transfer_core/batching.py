@@ -183,19 +183,20 @@ class ImageSamples(torch.utils.data.Dataset):
         from the decoded array; None when items need work of their own (augmentation, decoding per item)
         or, on an accelerator, when the pixels are not kept there (`keep_on_device` asks for it, and
         they must fit in DEVICE_PIXELS_SHARE of its free memory)."""
-        if self.augment is not None or self.prepare() is None:
+        host = self.prepare() if self.augment is None else None
+        if host is None:
             return None
         if device.type == "cpu":
-            return lambda indices: torch.from_numpy(self._pixels[np.asarray(indices)])
-        pixels = self._device_copy(device) if keep_on_device else None
+            return lambda indices: torch.from_numpy(host[np.asarray(indices)])
+        pixels = self._device_copy(device, host) if keep_on_device else None
         if pixels is None:
             return None
         return lambda indices: pixels[torch.as_tensor(indices, device=device)]
 
-    def _device_copy(self, device: torch.device) -> torch.Tensor | None:
+    def _device_copy(self, device: torch.device, host: np.ndarray) -> torch.Tensor | None:
         key = str(device)
         if key not in self._on_device and self._device_copies_allowed:
-            self._on_device[key] = upload_pixels(self._pixels, device)
+            self._on_device[key] = upload_pixels(host, device)
         return self._on_device.get(key)
 
     def drop_device_copies(self) -> None:

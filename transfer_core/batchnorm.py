@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .freezing import NORM_TYPES, set_train_mode
 from .models.base import BuiltModel
@@ -33,7 +34,7 @@ TRAINING_MOMENTUM = 0.1
 MAX_RECOMPUTE_SAMPLES = 4096
 
 
-def trained_norms(built: BuiltModel, trainable: Iterable[str], *, train_bn: bool) -> list[nn.Module]:
+def trained_norms(built: BuiltModel, trainable: Iterable[str], *, train_bn: bool) -> list[_BatchNorm]:
     """The BatchNorm layers that run in training mode when `trainable` groups train (none for most
     text models). The net's modes are left as they were."""
     modes = {m: m.training for m in built.net.modules()}
@@ -46,14 +47,14 @@ def trained_norms(built: BuiltModel, trainable: Iterable[str], *, train_bn: bool
             module.training = training
 
 
-def raise_momentum(norms: Iterable[nn.Module], floor: float = TRAINING_MOMENTUM) -> None:
+def raise_momentum(norms: Iterable[_BatchNorm], floor: float = TRAINING_MOMENTUM) -> None:
     """Let running estimates follow training at least at PyTorch's default pace."""
     for bn in norms:
         if bn.momentum is not None and bn.momentum < floor:
             bn.momentum = floor
 
 
-def recompute_statistics(net: nn.Module, norms: list[nn.Module], forwards: Iterable[Callable[[], object]]) -> int:
+def recompute_statistics(net: nn.Module, norms: list[_BatchNorm], forwards: Iterable[Callable[[], object]]) -> int:
     """Reset the running estimates of `norms` and set them to the average of the batch statistics
     over `forwards` (each runs the net on one batch); the rest of the net runs in eval mode, without
     autograd (inference mode). Returns how many batches were averaged; with none, the old estimates are kept."""
@@ -61,8 +62,7 @@ def recompute_statistics(net: nn.Module, norms: list[nn.Module], forwards: Itera
     if not norms:
         return 0
     modes = {m: m.training for m in net.modules()}
-    saved = {bn: (bn.momentum, bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
-             for bn in norms}
+    saved = {bn: (bn.momentum, [t.clone() for t in _estimates(bn)]) for bn in norms}
     batches = 0
     try:
         net.eval()
@@ -77,13 +77,18 @@ def recompute_statistics(net: nn.Module, norms: list[nn.Module], forwards: Itera
     finally:
         for module, training in modes.items():
             module.training = training
-        for bn, (momentum, mean, var, tracked) in saved.items():
+        for bn, (momentum, estimates) in saved.items():
             bn.momentum = momentum
             if batches == 0:
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                bn.num_batches_tracked.copy_(tracked)
+                for current, kept in zip(_estimates(bn), estimates):
+                    current.copy_(kept)
     return batches
+
+
+def _estimates(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Running mean, variance and batch count (trained_norms keeps only layers that track them)."""
+    assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
+    return bn.running_mean, bn.running_var, bn.num_batches_tracked
 
 
 def recompute_batches(n: int, batch_size: int, *, seed: int) -> list[list[int]]:

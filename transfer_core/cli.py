@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
+from .events import BatchEnded, EpochEnded, Notice, RunStarted
 from .run_files import default_runs_dir
 
 DEFAULT_RUNS_DIR = str(default_runs_dir())
@@ -218,7 +219,10 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
     store = store or _store(args)
     control = RunControl()
     # First Ctrl-C stops gracefully (checkpoint written); a second one aborts.
-    previous = signal.signal(signal.SIGINT, lambda *_: (control.request_stop(), signal.signal(signal.SIGINT, previous)))
+    def on_interrupt(*_) -> None:
+        control.request_stop()
+        signal.signal(signal.SIGINT, previous)
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     observers = [] if args.quiet else [ProgressBar()]
     result = fit(cfg, store=store, run_id=run_id, control=control, observers=observers, resume=resume,
                  extra_epochs=extra, name=name)
@@ -336,8 +340,7 @@ class ProgressBar:
 
     def __call__(self, event) -> None:
         from tqdm import tqdm
-        kind = event.kind
-        if kind == "RunStarted":
+        if isinstance(event, RunStarted):
             if self.bar is not None:   # started again (an out-of-memory retry with smaller batches)
                 self.bar.close()
             total = event.epochs * event.steps_per_epoch
@@ -345,13 +348,13 @@ class ProgressBar:
                             file=sys.stderr, dynamic_ncols=True, desc=f"run {event.run_id}")
             tqdm.write(f"{event.num_train} training / {event.num_val} validation samples, {len(event.classes)} classes, "
                        f"{event.trainable_params:,} of {event.total_params:,} parameters train on {event.device}", file=sys.stderr)
-        elif kind == "BatchEnded" and self.bar is not None:
+        elif isinstance(event, BatchEnded) and self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(epoch=event.epoch + 1, loss=f"{event.loss:.3f}", sps=f"{event.samples_per_second:.0f}")
-        elif kind == "EpochEnded":
+        elif isinstance(event, EpochEnded):
             tqdm.write(f"epoch {event.epoch + 1}: train loss {event.train_loss:.4f} acc {event.train_accuracy:.3f} | "
                        f"val loss {event.val_loss:.4f} acc {event.val_accuracy:.3f} macro-F1 {event.val_macro_f1:.3f}", file=sys.stderr)
-        elif kind == "Notice":
+        elif isinstance(event, Notice):
             tqdm.write(f"note: {event.message}", file=sys.stderr)
 
     def close(self) -> None:

@@ -253,8 +253,8 @@ def field_type(f: dataclasses.Field) -> type:
 
 def type_owner(f: dataclasses.Field):
     for section in dataclasses.fields(RunConfig):
-        cls = section.default_factory
-        if any(x is f for x in dataclasses.fields(cls)):
+        cls = section.default_factory   # each section is a dataclass made by its default factory
+        if any(x is f for x in dataclasses.fields(cls)):  # type: ignore[arg-type]
             return cls
     raise KeyError(f.name)
 

@@ -26,7 +26,7 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 
 def precision_name(dtype: torch.dtype | None) -> str:
     """"bf16", "fp16" or "fp32": the arithmetic a run trained in."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32") if dtype is not None else "fp32"
 
 
 def describe_device(device: torch.device) -> str:

@@ -1,4 +1,7 @@
 """User-facing errors: each message is one line naming the problem and the fix."""
+from __future__ import annotations
+
+from typing import Any
 
 
 class TransferError(Exception):
@@ -6,7 +9,9 @@ class TransferError(Exception):
 
 
 class DataError(TransferError):
-    """The data cannot be used as given."""
+    """The data cannot be used as given. `report`: the data report of the data as loaded, where one was made
+    before the refusal (preparation.py attaches it, so the Data page can show why)."""
+    report: Any = None
 
 
 class ModelError(TransferError):

@@ -111,7 +111,9 @@ def predict_dataset(built: BuiltModel, dataset: Dataset, *, batch_size: int = 64
         infer = None
         for batch, targets, indices in device_batches(built, samples, batches, dev, keep_on_device=keep_on_device):
             if infer is None:   # fp32: a copy with BatchNorm folded into the convolutions (folding.py)
-                infer = folded_for_inference(net, lambda m, few=first_samples(batch): logits_of(m(**few)),
+                few = first_samples(batch)
+                # (the lambda runs inside folded_for_inference only, before `few` changes)
+                infer = folded_for_inference(net, lambda m: logits_of(m(**few)),  # noqa: B023
                                              mixed_precision=amp and dev.type == "cuda")
             with _autocast(dev, amp):
                 logits = logits_of(infer(**batch))

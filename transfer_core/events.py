@@ -23,7 +23,7 @@ class RunStatus(str, Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__   # f"{status}" is its name on every Python version
+    __format__ = str.__format__   # type: ignore[assignment]  # f"{status}" is its name on every Python version
 
     ACTIVE: tuple[RunStatus, ...]
     RESUMABLE: tuple[RunStatus, ...]
@@ -60,6 +60,7 @@ class RunStarted(Event):
     device: str
     trainable_params: int
     total_params: int
+    batch_size: int = 0         # what a step trains on (smaller after running out of memory); 0 in older logs
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,11 @@ EVENT_TYPES = {cls.__name__: cls for cls in (RunStarted, BatchEnded, EpochEnded,
 
 
 def event_from_dict(data: dict) -> Event:
-    data = dict(data)
-    cls = EVENT_TYPES[data.pop("kind")]
+    """The event a to_dict() gave. Keys it does not know (a store's "seq", fields of a newer version) are
+    left out; an unknown kind raises KeyError, a missing field TypeError."""
+    cls = EVENT_TYPES[data["kind"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k in names}
     if "classes" in data:
         data["classes"] = tuple(data["classes"])
     if "status" in data:

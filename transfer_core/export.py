@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from torch import nn
 
 from .errors import RunError
 from .evaluate import predict_inputs
-from .models.base import BuiltModel, TextPreprocess, logits_of
+from .models.base import BuiltModel, ImagePreprocess, TextPreprocess, logits_of
 from .summary import best_note
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "bundle_template"
@@ -59,7 +60,7 @@ LEFTOVER_AGE_S = 3600   # a build folder without an owner's id (older versions) 
 
 def _remove_leftovers(out: Path) -> None:
     """Removes the build folders of exports to `out` that were killed before they finished."""
-    from .store import pid_alive
+    from .liveness import pid_alive
     prefix = f".{out.name}."
     try:
         candidates = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
@@ -154,6 +155,7 @@ class PixelsToLogits(nn.Module):
 
 
 def _example_pixels(built: BuiltModel) -> torch.Tensor:
+    assert isinstance(built.preprocess, ImagePreprocess)   # the torch export is for image models
     size = built.preprocess.image_size
     # Batch of 2 so no exporter mistakes the batch dimension for a constant 1.
     return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -184,10 +186,11 @@ def _write_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path) -> tuple[
 
     Returns (written, note): which exporter made the file, or why none could.
     """
-    common = dict(input_names=["pixel_values"], output_names=["logits"],
-                  dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
-    attempts = [("default exporter", dict(external_data=False)), ("legacy exporter", dict(dynamo=False))]
-    problems = []
+    common: dict[str, Any] = dict(input_names=["pixel_values"], output_names=["logits"],
+                                  dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    attempts: list[tuple[str, dict[str, Any]]] = [("default exporter", dict(external_data=False)),
+                                                  ("legacy exporter", dict(dynamo=False))]
+    problems: list[str] = []
     for label, extra in attempts:
         path.unlink(missing_ok=True)
         try:
@@ -416,6 +419,7 @@ def load_bundle(bundle_dir: str | Path) -> ModuleType:
     # A name unique to the file, so two bundles loaded in one process never share a module.
     name = "bundle_predict_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None   # a .py file always has a spec and a loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -508,6 +512,7 @@ print(classify({arg}))   # labels are the class names above
 ```
 {note}"""
     pre = built.preprocess
+    assert isinstance(pre, ImagePreprocess)   # the other bundles are Hugging Face folders (above)
     onnx = ""
     if "onnx" in formats:
         onnx = f"""

@@ -53,7 +53,7 @@ from .atomic import atomic_path
 from .config import RunConfig
 from .devices import autocast
 from .folding import first_samples, folded_for_inference
-from .models.base import BuiltModel
+from .models.base import BuiltModel, TextPreprocess
 
 CACHE_DIR = ".feature_cache"
 
@@ -83,7 +83,7 @@ def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) 
     frozen groups) and the net can be cut there: at the head (features/head_logits) or at one of its
     `prefix_cuts`.
     """
-    if not config.train.cache_features or not getattr(built.net, "supports_feature_split", False) or not trainable:
+    if not config.train.cache_features or not built.net.supports_feature_split or not trainable:
         return None
     if inputs_change_each_epoch(config, built.modality):
         return None
@@ -91,9 +91,9 @@ def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) 
     cut = min(names.index(n) for n in trainable)
     if cut == len(names) - 1:
         return cut
-    if cut not in getattr(built.net, "prefix_cuts", {}):
+    if cut not in built.net.prefix_cuts:
         return None
-    if built.modality == "text" and getattr(built.preprocess.tokenizer, "padding_side", "right") != "right":
+    if isinstance(built.preprocess, TextPreprocess) and getattr(built.preprocess.tokenizer, "padding_side", "right") != "right":
         return None     # cached texts are re-padded on the right, as the loader pads them
     return cut
 
@@ -101,7 +101,8 @@ def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) 
 def segments_cut(built: BuiltModel, segments, config: RunConfig) -> int | None:
     """The cut for a run so far: groups below it stayed frozen in every segment (None: no cache)."""
     cuts = [cache_cut(built, s.trainable, config) for s in segments]
-    return None if not cuts or None in cuts else min(cuts)
+    known = [c for c in cuts if c is not None]
+    return min(known) if known and len(known) == len(cuts) else None
 
 
 def cache_key(config: RunConfig, built: BuiltModel, data_fingerprint: str, split: str, cut: int | None = None) -> str:
@@ -127,7 +128,9 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
         batches = batching.epoch_batches(len(samples), batch_size, shuffle=False, lengths=batching.sample_lengths(samples))
         for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             if frozen is None:
-                frozen = folded_for_inference(net, lambda m, few=first_samples(inputs): m.features(**few),
+                few = first_samples(inputs)
+                # (the lambda runs inside folded_for_inference only, before `few` changes)
+                frozen = folded_for_inference(net, lambda m: m.features(**few),  # noqa: B023
                                               mixed_precision=amp_dtype is not None)
             with autocast(device, amp_dtype):
                 chunks.append(frozen.features(**inputs).float().cpu())
@@ -243,22 +246,26 @@ def compute_prefix(built: BuiltModel, samples, cut: int, *, batch_size: int, dev
     # Per module: the trainer may have put frozen groups in eval mode already (freezing.set_train_mode).
     modes = [(m, m.training) for m in net.modules()]
     net.eval()
-    dense, pieces = None, [None] * n
+    dense: torch.Tensor | None = None
+    pieces: list[torch.Tensor] = []   # texts: each sample's real tokens, in sample order
     lengths = batching.sample_lengths(samples)
     try:
         batches = batching.epoch_batches(n, batch_size, shuffle=False, lengths=lengths)
         frozen = None
         for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             if frozen is None:
-                frozen = folded_for_inference(net, lambda m, few=first_samples(inputs): m.prefix(cut, **few),
+                few = first_samples(inputs)
+                frozen = folded_for_inference(net, lambda m: m.prefix(cut, **few),  # noqa: B023  (as above)
                                               mixed_precision=amp_dtype is not None)
             with autocast(device, amp_dtype):
                 out = frozen.prefix(cut, **inputs)
             if isinstance(out, dict):       # texts: keep the real tokens only
                 hidden = out["hidden_states"].float().cpu()
                 real = out["attention_mask"].sum(1).cpu()
-                if sum(lengths) * hidden.shape[-1] * 4 > max_bytes:
+                if sum(lengths or []) * hidden.shape[-1] * 4 > max_bytes:
                     raise _TooLarge
+                if not pieces:
+                    pieces = [torch.empty(0)] * n
                 for row, i in enumerate(indices.tolist()):
                     pieces[i] = hidden[row, :int(real[row])].clone()
             else:
@@ -290,9 +297,9 @@ def cached_prefix(built: BuiltModel, samples, cut: int, *, key: str, cache_root:
     path = cache_root / CACHE_DIR / f"{key}.safetensors" if cache_root is not None else None
     if path is not None and path.exists():
         try:
-            cache = PrefixCache(load_file(str(path)))
-            if len(cache) == len(samples):
-                return (cache, True) if cache.nbytes <= max_bytes else (None, False)
+            stored = PrefixCache(load_file(str(path)))
+            if len(stored) == len(samples):
+                return (stored, True) if stored.nbytes <= max_bytes else (None, False)
         except Exception:  # a damaged cache file is recomputed, never trusted
             pass
     cache = compute_prefix(built, samples, cut, batch_size=batch_size, device=device, amp_dtype=amp_dtype,

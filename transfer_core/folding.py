@@ -15,7 +15,7 @@ mismatch, and the original net runs instead.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 from torch import nn
@@ -29,8 +29,10 @@ FOLD_TOLERANCE = 1e-4
 CHECK_SAMPLES = 2
 
 
-def folded_for_inference(net: nn.Module, run: Callable[[nn.Module], object], *,
-                         mixed_precision: bool = False) -> nn.Module:
+NetT = TypeVar("NetT", bound=nn.Module)
+
+
+def folded_for_inference(net: NetT, run: Callable[[NetT], object], *, mixed_precision: bool = False) -> NetT:
     """`net` in eval mode, or a folded copy of it (in the same memory layout) that gives the same
     outputs as `net` on `run`.
 
@@ -45,7 +47,9 @@ def folded_for_inference(net: nn.Module, run: Callable[[nn.Module], object], *,
         return net
     folded = copy.deepcopy(net).eval()
     for conv_name, bn_name in pairs:
-        _replace(folded, conv_name, fuse_conv_bn_eval(folded.get_submodule(conv_name), folded.get_submodule(bn_name)))
+        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
+        assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)   # what _conv_bn_pairs pairs
+        _replace(folded, conv_name, fuse_conv_bn_eval(conv, bn))
         _replace(folded, bn_name, nn.Identity())
     return folded if _agree(run(folded), reference) else net
 

@@ -133,12 +133,13 @@ def optimizer_param_groups(built: BuiltModel, trainable: tuple[str, ...], *, lr:
     """
     params = dict(built.net.named_parameters())
     n = len(built.groups)
-    groups = []
+    groups: list[dict] = []
     for depth, group in enumerate(built.groups):
         if group.name not in trainable:
             continue
         group_lr = lr * (lr_decay ** (n - 1 - depth)) * (body_lr_factor if depth < n - 1 else 1.0)
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name in group.param_names:
             p = params[name]
             if p.requires_grad:
@@ -194,7 +195,7 @@ def network_family(spec) -> str:
     """"transformer" for text models and vision transformers, else "cnn": what sets a safe rate for pretrained layers."""
     if spec.modality == "text":
         return "transformer"
-    name = str(spec.extra.get("base", spec.name)).lower()
+    name = spec.base_name.lower()
     return "transformer" if any(word in name for word in _ATTENTION_NAMES) else "cnn"
 
 

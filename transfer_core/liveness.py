@@ -42,7 +42,7 @@ def process_start_time(pid: int) -> float | None:
 def _pid_alive_windows(pid: int) -> bool:
     import ctypes
 
-    kernel32 = ctypes.windll.kernel32
+    kernel32 = ctypes.windll.kernel32   # type: ignore[attr-defined]  # Windows only; pid_alive calls it there
     handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
         return False

@@ -1,6 +1,6 @@
 """The layout of a run's folder: the one place that names its files.
 
-    runs/<run id>/  config.json          the run's settings (as given; `train.epochs` grows when a run is extended)
+    runs/<run id>/  config.json          the run's settings, as given (what the run decided on the way is in its checkpoint)
                     labels.json          class names, in the order of the model's outputs
                     weights.safetensors  the final model
                     best.safetensors     the best epoch's model (with early stopping)

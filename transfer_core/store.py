@@ -9,19 +9,16 @@ Layout under the runs root:
 Whether a run's process still lives is liveness.py's question.
 
 SQLite runs in WAL mode, so the training process writes while the UI, the CLI
-and other browser tabs read, in this process or in others. Per-batch metrics
-arrive far faster than one transaction each could keep up with, so they are
-buffered and written in batches at least every FLUSH_INTERVAL seconds; every
-other event flushes the buffer and is written at once.
+and other browser tabs read, in this process or in others. The store's parts:
+store_sql.py (the tables and the metrics SQL), store_flusher.py (per-batch
+metrics written in batches by a background thread), store_ranking.py (a run's
+summary and best epoch as epochs arrive), liveness.py (whether a run's process
+still lives). This module holds the connections and the run records.
 """
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import functools
-import itertools
 import json
-import math
 import os
 import secrets
 import shutil
@@ -29,7 +26,6 @@ import socket
 import sqlite3
 import threading
 import time
-import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,84 +34,34 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from .errors import RunError, StoreDamaged
-from .events import BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted, RunStatus
+from .events import BatchEnded, EpochEnded, Event, RunEnded, RunFailed, RunStarted, RunStatus, event_from_dict
 from .liveness import pid_alive, process_start_time
 from .run_files import CONFIG_FILE, METRICS_FILE, REPORT_FILE, RUN_ID_RE, created_of, read_logged_events, run_folders
-from .summary import METRIC_WORDS, best_fields, is_better
+from .store_flusher import OPEN_STORES, Flusher, MetricsBuffer
+from .store_ranking import after_epoch, best_from_db, epoch_summary, watched_metric
+from .store_sql import (
+    COLUMNS,
+    DB_NAME,
+    EPOCH_METRICS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STEP_METRICS,
+    UPDATABLE,
+    check_scope,
+    insert_metrics,
+    loads,
+    number,
+    query_metrics,
+)
 
-DB_NAME = "runs.sqlite"
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0
-FLUSH_INTERVAL = 0.5          # readers see batch metrics at most this late
-MAX_BUFFERED_ROWS = 20_000    # beyond this the caller flushes itself (back-pressure)
 MAX_IDLE_READERS = 4          # reader connections kept open between reads
 PID_START_SLACK_S = 2.0       # clock-tick rounding when comparing process start times
 
-STEP_METRICS = ("loss", "lr", "samples_per_second")
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds")
-WATCHED_DEFAULT = "val_loss"   # train.early_stopping_metric's default: a run's best epoch is ranked by it
 # Failures recorded before RunFailed said whether a resume could help: these were the data's or the settings'.
 NOT_RESUMABLE_ERRORS = ("DataError", "ConfigError", "TrainingDiverged")
 INTERRUPTED_MESSAGE = "the process running it stopped unexpectedly; resume it to continue from its last checkpoint"
 ALL_STATUSES = tuple(RunStatus)
-
-
-# Each entry upgrades the schema from version i to i + 1; append, never edit.
-# metrics is clustered on (run_id, scope, step, ...): a run's curve is one contiguous range
-# (this key is the (run_id, scope, step) index), and a step logged again replaces the old value.
-_MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        status TEXT NOT NULL,
-        modality TEXT NOT NULL DEFAULT '',
-        model TEXT NOT NULL DEFAULT '',
-        dataset TEXT NOT NULL DEFAULT '',
-        dataset_fingerprint TEXT NOT NULL DEFAULT '',
-        config_json TEXT NOT NULL DEFAULT '{}',
-        best_metrics_json TEXT NOT NULL DEFAULT '{}',
-        message TEXT NOT NULL DEFAULT '',
-        advice TEXT NOT NULL DEFAULT '',
-        pid INTEGER,
-        host TEXT,
-        epochs_done INTEGER NOT NULL DEFAULT 0,
-        heartbeat REAL
-    );
-    CREATE INDEX runs_created ON runs(created);
-    CREATE INDEX runs_status ON runs(status);
-    CREATE TABLE metrics (
-        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        scope TEXT NOT NULL CHECK (scope IN ('step', 'epoch')),
-        step INTEGER NOT NULL,
-        epoch INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        value REAL,
-        time REAL NOT NULL,
-        PRIMARY KEY (run_id, scope, step, epoch, name)
-    ) WITHOUT ROWID;
-    CREATE TABLE events (
-        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        time REAL NOT NULL,
-        payload_json TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    );
-    """,
-]
-
-_COLUMNS = ("id", "name", "created", "updated", "status", "modality", "model", "dataset",
-            "dataset_fingerprint", "config_json", "best_metrics_json", "message", "advice",
-            "pid", "host", "epochs_done", "heartbeat")
-# update_run takes the parsed names for the JSON columns.
-_UPDATABLE = {"name": "name", "status": "status", "modality": "modality", "model": "model",
-              "dataset": "dataset", "dataset_fingerprint": "dataset_fingerprint",
-              "config": "config_json", "best_metrics": "best_metrics_json", "message": "message",
-              "advice": "advice", "pid": "pid", "host": "host", "epochs_done": "epochs_done",
-              "heartbeat": "heartbeat"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +83,13 @@ class RunRecord:
     host: str | None = None
     epochs_done: int = 0
     heartbeat: float | None = None
+    epochs_planned: int | None = None   # None until the run starts
+    batch_size: int | None = None       # what a step trains on; None until the run starts
+
+    @property
+    def total_epochs(self) -> int:
+        """The epochs the run plans to train: train.epochs plus any extension."""
+        return self.epochs_planned or int((self.config.get("train") or {}).get("epochs") or 0)
 
     @property
     def is_active(self) -> bool:
@@ -156,18 +109,11 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | tuple) -> "RunRecord":
-        values = dict(zip(_COLUMNS, row))
-        values["config"] = _loads(values.pop("config_json"))
-        values["best_metrics"] = _loads(values.pop("best_metrics_json"))
+        values = dict(zip(COLUMNS, row))
+        values["config"] = loads(values.pop("config_json"))
+        values["best_metrics"] = loads(values.pop("best_metrics_json"))
         values["status"] = RunStatus(values["status"])
         return cls(**values)
-
-
-def _loads(text: str | None) -> dict:
-    try:
-        return json.loads(text) if text else {}
-    except ValueError:
-        return {}
 
 
 def _dumps(value: Any) -> str:
@@ -200,29 +146,6 @@ def default_run_name(model: str, dataset: str) -> str:
     return f"{model_part} on {data_part}" if data_part else model_part
 
 
-# Stores with unflushed rows are flushed when the interpreter exits normally.
-_OPEN_STORES: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_open_stores() -> None:
-    for store in list(_OPEN_STORES):
-        try:
-            store.close()
-        except Exception:   # at exit nothing can be reported: a store whose disk went away loses its last rows
-            pass
-
-
-def _flusher_loop(store_ref: "weakref.ref[RunStore]", stop: threading.Event) -> None:
-    # Holds only a weak reference, so a store that is dropped without close() can still be freed.
-    while not stop.wait(FLUSH_INTERVAL):
-        store = store_ref()
-        if store is None:
-            return
-        store._background_flush()
-        del store
-
-
 class RunStore:
     """Runs, metrics and event logs under one root directory. Safe to share between threads."""
 
@@ -240,7 +163,7 @@ class RunStore:
         self._check_not_emptied()
         with self._translate_errors():
             self._migrate()
-        _OPEN_STORES.add(self)
+        OPEN_STORES.add(self)
 
     # ---------------------------------------------------------------- connections
 
@@ -251,14 +174,11 @@ class RunStore:
         self._idle_readers: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()
-        self._buffer_lock = threading.Lock()
-        self._buffer: list[tuple] = []
-        self._buffered_runs: set[str] = set()
+        self._buffer = MetricsBuffer()
         self._pending_error: RunError | None = None
         self._known_runs: set[str] = set()
         self._writer: sqlite3.Connection | None = None
-        self._flusher: threading.Thread | None = None
-        self._flusher_stop = threading.Event()
+        self._flusher = Flusher()
 
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit, so readers never hold a stale snapshot.
@@ -328,7 +248,7 @@ class RunStore:
                     raise RunError(f"the run database {self.db_path} was written by a newer version of "
                                    f"transfer_core (schema {version}); upgrade transfer_core or choose "
                                    f"another runs directory with --runs-dir")
-                for script in _MIGRATIONS[version:]:
+                for script in MIGRATIONS[version:]:
                     for statement in script.split(";"):
                         if statement.strip():
                             conn.execute(statement)
@@ -426,7 +346,7 @@ class RunStore:
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run with this id, or with this unique id prefix."""
-        columns = ", ".join(_COLUMNS)
+        columns = ", ".join(COLUMNS)
         with self._read() as conn:
             row = conn.execute(f"SELECT {columns} FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None and run_id and RUN_ID_RE.match(run_id):
@@ -443,7 +363,7 @@ class RunStore:
 
     def list_runs(self, status: str | Iterable[str] | None = None, limit: int | None = None) -> list[RunRecord]:
         """Runs newest first, optionally only those with the given status(es)."""
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+        sql = f"SELECT {', '.join(COLUMNS)} FROM runs"
         params: list[Any] = []
         if status is not None:
             statuses = [status] if isinstance(status, str) else list(status)
@@ -467,9 +387,9 @@ class RunStore:
         Making a run active (queued/running/paused) without naming a pid makes this
         process its owner, so reconcile_interrupted() judges it by a live pid.
         """
-        unknown = sorted(set(fields) - set(_UPDATABLE))
+        unknown = sorted(set(fields) - set(UPDATABLE))
         if unknown:
-            raise TypeError(f"update_run() cannot set {', '.join(unknown)}; settable: {', '.join(_UPDATABLE)}")
+            raise TypeError(f"update_run() cannot set {', '.join(unknown)}; settable: {', '.join(UPDATABLE)}")
         if "status" in fields:
             _check_status(fields["status"])
             if fields["status"] in RunStatus.ACTIVE and "pid" not in fields:
@@ -479,7 +399,7 @@ class RunStore:
         for key, value in fields.items():
             if key in ("config", "best_metrics"):
                 value = _dumps(value)
-            assignments.append(f"{_UPDATABLE[key]} = ?")
+            assignments.append(f"{UPDATABLE[key]} = ?")
             params.append(value)
         with self._write() as conn:
             # Buffered steps land with the status change, so no reader sees "paused" before the last step.
@@ -495,7 +415,7 @@ class RunStore:
         with self._read() as conn:
             row = conn.execute("SELECT payload_json FROM events WHERE run_id = ? AND kind = 'RunFailed' "
                                "ORDER BY seq DESC LIMIT 1", (record.id,)).fetchone()
-        failed = _loads(row[0] if row else None)
+        failed = loads(row[0] if row else None)
         if failed.get("resumable", failed.get("error_type") not in NOT_RESUMABLE_ERRORS):
             return ""
         reason = record.message.strip().rstrip(".") or "its data or settings"
@@ -578,8 +498,8 @@ class RunStore:
             raise ValueError("config.json does not hold a run configuration")
         model = str((config.get("model") or {}).get("name") or "")
         dataset = str((config.get("data") or {}).get("path") or "")
-        report = _loads((folder / REPORT_FILE).read_text(encoding="utf-8")) if (folder / REPORT_FILE).is_file() else {}
-        metrics = _loads((folder / METRICS_FILE).read_text(encoding="utf-8")) if (folder / METRICS_FILE).is_file() else {}
+        report = loads((folder / REPORT_FILE).read_text(encoding="utf-8")) if (folder / REPORT_FILE).is_file() else {}
+        metrics = loads((folder / METRICS_FILE).read_text(encoding="utf-8")) if (folder / METRICS_FILE).is_file() else {}
         events = read_logged_events(folder)
         created = created_of(folder)
         run_id = folder.name
@@ -611,16 +531,12 @@ class RunStore:
         self._raise_pending_error()
         self._check_known(event.run_id)
         if isinstance(event, BatchEnded):
-            rows = [(event.run_id, "step", event.step, event.epoch, name, _number(getattr(event, name)), event.time)
+            rows = [(event.run_id, "step", event.step, event.epoch, name, number(getattr(event, name)), event.time)
                     for name in STEP_METRICS]
-            with self._buffer_lock:
-                self._buffer.extend(rows)
-                self._buffered_runs.add(event.run_id)
-                overfull = len(self._buffer) >= MAX_BUFFERED_ROWS
-            if overfull:
+            if self._buffer.add(event.run_id, rows):
                 self.flush()
             else:
-                self._ensure_flusher()
+                self._flusher.ensure_running(self)
             return
         with self._write() as conn:
             self._write_buffer(conn)
@@ -649,26 +565,28 @@ class RunStore:
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND ((scope = 'epoch' AND epoch >= ?) "
                          "OR (scope = 'step' AND epoch > ?))", (run_id, event.start_epoch, event.start_epoch))
             conn.execute("UPDATE runs SET status = ?, pid = ?, host = ?, message = '', advice = '', "
-                         "epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ? WHERE id = ?",
+                         "epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ?, epochs_planned = ?, "
+                         "batch_size = COALESCE(?, batch_size) WHERE id = ?",
                          (RunStatus.RUNNING, os.getpid(), socket.gethostname(), event.start_epoch,
-                          json.dumps(_best_from_db(conn, run_id)), now, now, run_id))
+                          json.dumps(best_from_db(conn, run_id)), now, now, event.epochs, event.batch_size or None,
+                          run_id))
         elif isinstance(event, EpochEnded):
-            _insert_metrics(conn, [(run_id, "epoch", event.step, event.epoch, name, _number(getattr(event, name)),
+            insert_metrics(conn, [(run_id, "epoch", event.step, event.epoch, name, number(getattr(event, name)),
                                     event.time) for name in EPOCH_METRICS])
-            summary = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            summary = loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             row = {"epoch": event.epoch, "step": event.step, **{name: getattr(event, name) for name in EPOCH_METRICS}}
-            summary = _after_epoch(summary, row, _watched_metric(conn, run_id))
+            summary = after_epoch(summary, row, watched_metric(conn, run_id))
             conn.execute("UPDATE runs SET epochs_done = ?, best_metrics_json = ?, updated = ?, heartbeat = ? "
                          "WHERE id = ?", (event.epoch + 1, json.dumps(summary), now, now, run_id))
         elif isinstance(event, RunEnded):
-            best = _loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+            best = loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             # The trainer's final evaluation of the model you get wins; when that model is not the last
             # epoch's (early stopping restored the best), that epoch's logged training numbers fill in the rest.
             model_epoch = event.metrics.get("model_epoch")
             if isinstance(model_epoch, int) and model_epoch >= 0 and best.get("model_epoch") != model_epoch:
-                rows = _query_metrics(conn, run_id, "epoch", since=model_epoch - 1).to_dict("records")
+                rows = query_metrics(conn, run_id, "epoch", since=model_epoch - 1).to_dict("records")
                 if rows and rows[0]["epoch"] == model_epoch:
-                    best.update(_epoch_summary(rows[0]))
+                    best.update(epoch_summary(rows[0]))
             best.update(event.metrics)
             best["train_seconds"] = event.train_seconds
             conn.execute("UPDATE runs SET status = ?, epochs_done = ?, best_metrics_json = ?, message = '', "
@@ -682,9 +600,7 @@ class RunStore:
 
     def _write_buffer(self, conn: sqlite3.Connection) -> None:
         """Writes buffered batch rows inside the caller's transaction (write lock held)."""
-        with self._buffer_lock:
-            rows, self._buffer = self._buffer, []
-            runs, self._buffered_runs = self._buffered_runs, set()
+        rows, runs = self._buffer.take()
         if not rows:
             return
         try:
@@ -694,14 +610,12 @@ class RunStore:
             if existing != runs:
                 rows = [row for row in rows if row[0] in existing]
                 runs = existing
-            _insert_metrics(conn, rows)
+            insert_metrics(conn, rows)
             now = time.time()
             conn.executemany("UPDATE runs SET heartbeat = ? WHERE id = ?", [(now, run_id) for run_id in runs])
         except BaseException:
             # The transaction rolls back; keep the rows so a later flush can retry them.
-            with self._buffer_lock:
-                self._buffer[:0] = rows
-                self._buffered_runs |= runs
+            self._buffer.put_back(rows, runs)
             raise
 
     def flush(self) -> None:
@@ -728,29 +642,19 @@ class RunStore:
         if error is not None:
             raise error
 
-    def _ensure_flusher(self) -> None:
-        if self._flusher is not None and self._flusher.is_alive():
-            return
-        with self._buffer_lock:
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher_stop = threading.Event()
-                self._flusher = threading.Thread(target=_flusher_loop, args=(weakref.ref(self), self._flusher_stop),
-                                                 name="RunStore-flusher", daemon=True)
-                self._flusher.start()
-
     def close(self) -> None:
         """Flushes and closes every connection. Safe to call twice."""
         if self._closed:
             return
         try:
             if self._pid == os.getpid():
-                self._flusher_stop.set()
+                self._flusher.stop()
                 if self._buffer:
                     with self._write() as conn:
                         self._write_buffer(conn)
         finally:
             self._closed = True
-            _OPEN_STORES.discard(self)
+            OPEN_STORES.discard(self)
             with self._connections_lock:
                 connections, self._connections, self._idle_readers = self._connections, [], []
             for conn in connections:
@@ -779,14 +683,14 @@ class RunStore:
         since: only epochs/steps after this one, for cheap incremental polling.
         max_points: keep about this many evenly spaced rows (always the last), for charts of long runs.
         """
-        _check_scope(scope)
+        check_scope(scope)
         with self._read() as conn:
-            return _query_metrics(conn, run_id, scope, since, max_points)
+            return query_metrics(conn, run_id, scope, since, max_points)
 
     def metrics_for_runs(self, run_ids: Iterable[str], scope: str = "epoch", *,
                          max_points: int | None = None) -> pd.DataFrame:
         """metrics() of several runs stacked, with a leading run_id column (for overlay charts)."""
-        _check_scope(scope)
+        check_scope(scope)
         frames = []
         for run_id in dict.fromkeys(run_ids):
             frame = self.metrics(run_id, scope, max_points=max_points)
@@ -798,17 +702,20 @@ class RunStore:
             return empty
         return pd.concat(frames, ignore_index=True)
 
-    def events(self, run_id: str, since_seq: int = 0) -> list[dict]:
-        """The logged events after since_seq, oldest first: each is event.to_dict() plus 'seq'.
-
-        Batch events are kept as step metrics only (see metrics(scope='step')), so the
-        log stays small enough to replay.
-        """
+    def events(self, run_id: str, since_seq: int = 0) -> list[Event]:
+        """The logged events after the since_seq-th (counting from 1), oldest first, as the typed events
+        fit() emitted. Batch events are kept as step metrics only (see metrics(scope='step')), so the log
+        stays small enough to replay. An event this version cannot read (a newer version's) is left out."""
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT seq, payload_json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-                (run_id, since_seq)).fetchall()
-        return [{**json.loads(payload), "seq": seq} for seq, payload in rows]
+            rows = conn.execute("SELECT payload_json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+                                (run_id, since_seq)).fetchall()
+        events = []
+        for (payload,) in rows:
+            try:
+                events.append(event_from_dict(json.loads(payload)))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return events
 
 
 # -------------------------------------------------------------------- rebuilding the run list
@@ -865,92 +772,6 @@ def _move_aside(db_path: Path) -> Path:
 
 # -------------------------------------------------------------------- helpers
 
-ROWS_PER_INSERT = 512   # x 7 parameters, well under SQLite's 32,766 limit
-
-
-@functools.lru_cache(maxsize=8)
-def _metrics_insert_sql(count: int) -> str:
-    return ("INSERT OR REPLACE INTO metrics (run_id, scope, step, epoch, name, value, time) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * count))
-
-
-def _insert_metrics(conn: sqlite3.Connection, rows: list[tuple]) -> None:
-    # Many rows per statement, not executemany: sqlite3 releases the GIL around every
-    # statement step, and with reader threads busy each re-acquire can wait milliseconds.
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[start:start + ROWS_PER_INSERT]
-        conn.execute(_metrics_insert_sql(len(chunk)), list(itertools.chain.from_iterable(chunk)))
-
-
 def _check_status(status: str) -> None:
     if status not in ALL_STATUSES:
         raise ValueError(f"unknown run status {status!r}; one of {', '.join(ALL_STATUSES)}")
-
-
-def _check_scope(scope: str) -> None:
-    if scope not in ("step", "epoch"):
-        raise ValueError(f"unknown metrics scope {scope!r}; 'step' or 'epoch'")
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(number) else number
-
-
-def _epoch_summary(row: dict) -> dict:
-    """An epoch's logged numbers as the summary of the model at that epoch's end."""
-    return {"model_epoch": int(row["epoch"]), "step": int(row["step"]),
-            **{name: _number(row.get(name)) for name in EPOCH_METRICS if name != "seconds"}}
-
-
-def _after_epoch(summary: dict, row: dict, metric: str) -> dict:
-    """The run's summary (see summary.py) once another epoch has ended: while a run trains, its numbers
-    are the latest epoch's, and its best epoch is ranked by the metric early stopping watches."""
-    best = {k: v for k, v in summary.items() if k.startswith("best_")}
-    if best.get("best_metric") != metric:
-        best = best_fields(None, metric)
-    if is_better(row.get(metric), best.get("best_value"), metric):
-        best = best_fields(row, metric)
-    return {**_epoch_summary(row), **best}
-
-
-def _watched_metric(conn: sqlite3.Connection, run_id: str) -> str:
-    row = conn.execute("SELECT config_json FROM runs WHERE id = ?", (run_id,)).fetchone()
-    train = _loads(row[0] if row else None).get("train")
-    metric = train.get("early_stopping_metric") if isinstance(train, dict) else None
-    return metric if metric in METRIC_WORDS else WATCHED_DEFAULT
-
-
-def _best_from_db(conn: sqlite3.Connection, run_id: str) -> dict:
-    """The summary rebuilt from the epoch metrics still stored (after a resume trimmed the rest)."""
-    summary: dict = {}
-    metric = _watched_metric(conn, run_id)
-    for record in _query_metrics(conn, run_id, "epoch").to_dict("records"):
-        summary = _after_epoch(summary, record, metric)
-    return summary
-
-
-def _query_metrics(conn: sqlite3.Connection, run_id: str, scope: str, since: int | None = None,
-                   max_points: int | None = None) -> pd.DataFrame:
-    # Pivoted in SQL: far fewer Python objects than fetching the long rows.
-    key, other = ("step", "epoch") if scope == "step" else ("epoch", "step")
-    names = STEP_METRICS if scope == "step" else EPOCH_METRICS
-    where, params = "run_id = ? AND scope = ?", [run_id, scope]
-    if since is not None:
-        where += f" AND {key} > ?"
-        params.append(int(since))
-    if max_points is not None and max_points > 0:
-        low, high = conn.execute(f"SELECT MIN({key}), MAX({key}) FROM metrics WHERE {where}", params).fetchone()
-        stride = 0 if low is None else -(-(high - low + 1) // max_points)
-        if stride > 1:
-            where += f" AND (({key} - ?) % ? = 0 OR {key} = ?)"
-            params += [low, stride, high]
-    pivots = ", ".join(f"MAX(CASE WHEN name = '{name}' THEN value END)" for name in names)
-    rows = conn.execute(f"SELECT {key}, MAX({other}), MAX(time), {pivots} FROM metrics WHERE {where} "
-                        f"GROUP BY {key} ORDER BY {key}", params).fetchall()
-    frame = pd.DataFrame(rows, columns=[key, other, "time", *names])
-    frame = frame.astype({key: "int64", other: "int64", "time": "float64", **{n: "float64" for n in names}})
-    return frame[["step", "epoch", "time", *names]]

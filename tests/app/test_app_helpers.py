@@ -6,7 +6,7 @@ import tomllib
 
 import pandas as pd
 import pytest
-from apphelpers import ROOT
+from apphelpers import ROOT, run_started
 
 from transfer_core.config import RunConfig
 
@@ -83,7 +83,7 @@ def test_progress_from_the_store_view():
 
     from app.progress import progress
     record = SimpleNamespace(status="running")
-    events = [{"kind": "RunStarted", "epochs": 4, "steps_per_epoch": 10, "start_epoch": 0}]
+    events = [run_started(epochs=4, steps_per_epoch=10)]
     steps = pd.DataFrame({"step": range(1, 16), "epoch": [0] * 10 + [1] * 5, "time": [float(i) for i in range(15)],
                           "loss": 1.0, "lr": 0.1, "samples_per_second": 32.0})
     epochs = pd.DataFrame({"epoch": [0], "step": [10]})

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from apphelpers import SHAPES, draft, no_exceptions, open_app, png_bytes, shape_image
+from apphelpers import SHAPES, draft, no_exceptions, open_app, png_bytes, run_started, shape_image
 
 DIGITS = [str(i) for i in range(10)]
 CONFIG_NAME = re.compile(r"\b(data|model|train|optim|freeze|augment)\.[a-z_]+\b")
@@ -48,9 +48,10 @@ def test_numeric_class_names_are_categories_in_every_chart():
 def _extended_run(now: float):
     """Two epochs trained in about a minute, finished; extended 17 minutes later by two more epochs,
     of which 3 s have run (5 steps of 8 per epoch)."""
-    events = [{"kind": "RunStarted", "time": 1000.0, "epochs": 2, "steps_per_epoch": 8, "start_epoch": 0},
-              {"kind": "RunEnded", "time": 1062.0},
-              {"kind": "RunStarted", "time": 2080.0, "epochs": 4, "steps_per_epoch": 8, "start_epoch": 2}]
+    from transfer_core.events import RunEnded, RunStatus
+    events = [run_started(1000.0, epochs=2, steps_per_epoch=8),
+              RunEnded("r", 1062.0, status=RunStatus.COMPLETED, epochs_done=2, best_epoch=1),
+              run_started(2080.0, epochs=4, steps_per_epoch=8, start_epoch=2)]
     first = pd.DataFrame({"step": range(1, 17), "epoch": [0] * 8 + [1] * 8,
                           "time": [1000.0 + 3.8 * i for i in range(1, 17)]})
     second = pd.DataFrame({"step": range(17, 22), "epoch": [2] * 5, "time": [2080.0 + 0.6 * i for i in range(1, 6)]})
@@ -207,7 +208,7 @@ def test_thumbnail_captions_fit_one_line():
 def test_progress_shows_the_pace_in_epochs_not_samples():
     from app.progress import fmt_pace, progress
     record = SimpleNamespace(status="running")
-    events = [{"kind": "RunStarted", "time": 0.0, "epochs": 30, "steps_per_epoch": 2, "start_epoch": 0}]
+    events = [run_started(0.0, epochs=30, steps_per_epoch=2)]
     # A cached head-only run: thousands of samples per second, a fraction of a second per epoch.
     steps = pd.DataFrame({"step": range(1, 11), "epoch": [i // 2 for i in range(10)],
                           "time": [0.01 * i for i in range(1, 11)], "loss": 1.0, "lr": 0.1,
@@ -233,7 +234,7 @@ def test_a_run_being_set_up_is_not_called_queued():
 def _record(run_id, *, dataset="demo:fashion-mnist?per_class=60", modality="image", status="completed",
             best=None, created=1.8e9):
     return SimpleNamespace(id=run_id, name=f"run {run_id}", status=status, model="efficientnet_lite0",
-                           dataset=dataset, modality=modality, created=created, epochs_done=3,
+                           dataset=dataset, modality=modality, created=created, epochs_done=3, batch_size=32,
                            is_active=status in ("queued", "running", "paused"),
                            best_metrics=best if best is not None else {"val_accuracy": 0.76667, "val_macro_f1": 0.75,
                                                                        "val_loss": 0.61234, "train_seconds": 63.0},
@@ -294,3 +295,11 @@ def test_runs_page_delete_confirmation_is_not_primary(app_env, shapes_folder):
     yes.click().run()
     no_exceptions(at)
     assert store.list_runs() == []
+
+
+def test_the_runs_table_shows_a_batch_size_lowered_by_running_out_of_memory():
+    from app import runs_ui
+    lowered = SimpleNamespace(**{**vars(_record("r1")), "batch_size": 8})
+    assert runs_ui.batch_size_cell(lowered) == "8 (asked 32)"
+    assert runs_ui.batch_size_cell(_record("r2")) == "32"
+    assert runs_ui.batch_size_cell(SimpleNamespace(config={}, batch_size=None)) == "-"   # not started yet

@@ -128,7 +128,7 @@ def test_a_web_app_run_trains_only_on_the_rows_inside_the_roots(layout, store):
         manager.shutdown()
     assert result is not None and result.status == RunStatus.COMPLETED, result and result.message
     assert json.loads((store.run_dir(run_id) / "labels.json").read_text()) == ["a", "b"]   # no "secret" class
-    notices = [e["message"] for e in store.events(run_id) if e.get("kind") == "Notice"]
+    notices = [e.message for e in store.events(run_id) if e.kind == "Notice"]
     assert _refusal_lines(notices), notices
 
 

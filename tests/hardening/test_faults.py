@@ -208,12 +208,14 @@ def test_out_of_memory_retries_with_half_the_batch_size(digits_folder, store, mo
         assert [(s.start_epoch, s.steps_per_epoch) for s in started] == [(0, -(-n // 16)), (1, -(-n // 8)), (1, -(-n // 4))]
         after_retries = -(-n // 4)
         assert max(fault.train_batches[-after_retries:]) <= 4 < fault.train_batches[-after_retries - 1]
-        # The effective batch size is the run's truth: store, config.json, checkpoint, events.
-        assert store.get_run(result.run_id).config["train"]["batch_size"] == 4
+        # The config keeps what the user asked for; the run's state (store, checkpoint, events) what it trained with.
+        record = store.get_run(result.run_id)
+        assert (record.config["train"]["batch_size"], record.batch_size) == (16, 4)
         run_dir = store.run_dir(result.run_id)
-        assert json.loads((run_dir / CONFIG_FILE).read_text())["train"]["batch_size"] == 4
+        assert json.loads((run_dir / CONFIG_FILE).read_text())["train"]["batch_size"] == 16
         assert load_checkpoint(run_dir / CHECKPOINT_FILE)["batch_size"] == 4
-        logged = [e["message"] for e in store.events(result.run_id) if e["kind"] == "Notice"]
+        assert [s.batch_size for s in started] == [16, 8, 4]
+        logged = [e.message for e in store.events(result.run_id) if e.kind == "Notice"]
         assert "Out of memory at batch size 8; retrying epoch 2 with batch size 4" in logged
         assert "retrying epoch 2 with batch size 4" in (run_dir / "log.txt").read_text()
     assert runs[1].metrics["val_loss"] == pytest.approx(runs[0].metrics["val_loss"], abs=1e-6)
@@ -256,7 +258,7 @@ def test_out_of_memory_down_to_batch_size_1_fails_with_advice(digits_folder, sto
         assert advice in result.advice
     record = store.get_run(result.run_id)
     assert (record.status, record.message, record.advice) == (RunStatus.FAILED, result.message, result.advice)
-    assert record.config["train"]["batch_size"] == 1
+    assert (record.config["train"]["batch_size"], record.batch_size) == (4, 1)
     state = load_checkpoint(store.run_dir(result.run_id) / CHECKPOINT_FILE)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 0, 0)
 

@@ -28,9 +28,10 @@ def run_cli(capsys, runs_dir, *args) -> tuple[int, str, list[str]]:
     return code, out, [line for line in err.splitlines() if line.strip()]
 
 
-def completed_run(store, epochs=1) -> str:
-    """A finished run written through the store's API, with its folder (no weights: nothing here loads them)."""
-    config = {"model": {"name": "tiny_cnn"}, "data": {"path": "elsewhere"}, "train": {"epochs": epochs}}
+def completed_run(store, epochs=1, asked_epochs=None) -> str:
+    """A finished run written through the store's API, with its folder (no weights: nothing here loads them).
+    `asked_epochs`: train.epochs in its config, when extensions brought it to `epochs`."""
+    config = {"model": {"name": "tiny_cnn"}, "data": {"path": "elsewhere"}, "train": {"epochs": asked_epochs or epochs}}
     run_id = store.create_run(config, modality="image", model="tiny_cnn", dataset="elsewhere")
     (store.run_dir(run_id) / "config.json").write_text(json.dumps(config))
     now = time.time()
@@ -77,6 +78,16 @@ def test_extending_past_the_epoch_limit_is_refused_before_anything_changes(store
         JobManager(store).resume(run_id, extra_epochs=3)
     code, out, err = run_cli(capsys, store.root, "resume", "--run", run_id, "--epochs", 100000, "--quiet")
     assert code == 2 and len(err) == 1 and "limit of 1000" in err[0], err
+    unchanged(store, run_id, before)
+
+
+def test_the_limit_counts_the_epochs_of_earlier_extensions(store):
+    # Asked for 990 epochs, extended to 998: the run's state, not its config, says how many it has.
+    run_id = completed_run(store, epochs=998, asked_epochs=990)
+    before = store.get_run(run_id)
+    assert (before.total_epochs, before.config["train"]["epochs"]) == (998, 990)
+    with pytest.raises(RunError, match="has 998 epochs and 3 more would pass the limit of 1000; add at most 2"):
+        fit(None, store=store, run_id=run_id, resume=True, extra_epochs=3)
     unchanged(store, run_id, before)
 
 

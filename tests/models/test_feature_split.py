@@ -242,3 +242,17 @@ def test_run_models_split(name, batch_of, tmp_path):
     assert_feature_split(same, batch, reference)
     new = build_model("run:r1", ["x", "y", "z"], runs_dir=tmp_path)
     assert_feature_split(new, batch_of(new))
+
+
+def test_every_catalogue_model_answers_the_typed_interface():
+    from transfer_core.models.base import TransferNet
+    for spec in list_specs():
+        assert spec.replace_head is not None, spec.name
+        if spec.modality == "image" and spec.source != "huggingface":
+            assert spec.head_path and spec.groups_of is not None, spec.name   # what replace_head_torch reads
+    for name in ("tiny_cnn", "tiny_bert", "efficientnet_lite0", "minilm_l6"):
+        built = build_model(name, ["a", "b"], pretrained=False)
+        assert isinstance(built.net, TransferNet) and built.net.supports_feature_split, name
+        assert built.groups[-1].name == "head", name
+        again = replace_head(built, ["x", "y", "z"])
+        assert isinstance(again.net, TransferNet) and again.classes == ["x", "y", "z"], name

@@ -74,7 +74,7 @@ def test_run_of_a_run(tmp_path):
     third = build_model("run:r2", ["f", "g"], runs_dir=tmp_path)
     assert torch.equal(third.net.block3[0].weight, second.net.block3[0].weight)
     assert torch.equal(third.net.block1[0].weight, first.net.block1[0].weight)
-    assert get_spec("run:r2", runs_dir=tmp_path).extra["base"] == "run:r1"
+    assert get_spec("run:r2", runs_dir=tmp_path).from_run.base == "run:r1"
 
 
 def test_run_that_loops_back(tmp_path):

@@ -211,6 +211,8 @@ def _first_token_is_mean(net, attention_mask, on: bool):
 
     base = getattr(net, net.base_model_prefix)
     encoder = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+    if encoder is None:
+        raise RuntimeError("mean pooling needs the model's encoder, and this model has none under a known name")
 
     def replace_first_token(module, args, output):
         hidden = output[0]

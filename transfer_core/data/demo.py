@@ -108,6 +108,7 @@ def _read_article(path: Path) -> str:
 
 def load_bbc_news(per_class: int | None = None) -> Dataset:
     root = _bbc_root()
+    assert root is not None   # required: a missing corpus raised DataError
     samples = []
     for class_dir in _class_dirs(root):
         files = sorted(f for f in class_dir.iterdir() if f.suffix == ".txt")

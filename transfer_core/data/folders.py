@@ -15,7 +15,8 @@ _IGNORED_DIRS = {"__MACOSX"}
 
 def visible_children(folder: Path) -> tuple[list[Path], list[Path]]:
     """(subfolders, files) directly in `folder`, hidden and OS-junk entries left out, sorted."""
-    dirs, files = [], []
+    dirs: list[Path] = []
+    files: list[Path] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name in _IGNORED_DIRS or entry.name in ("Thumbs.db", "desktop.ini"):
             continue

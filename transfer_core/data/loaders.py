@@ -6,6 +6,7 @@ import json
 import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -25,7 +26,7 @@ _MISSING_LABELS = {"", "nan", "NaN"}
 
 def load_dataset(path: str | Path, *, modality: str | None = None, text_column: str = "", label_column: str = "",
                  image_column: str = "", work_dir: str | Path | None = None,
-                 allowed_roots: list[str | Path] | None = None) -> Dataset:
+                 allowed_roots: Sequence[str | Path] | None = None) -> Dataset:
     """Load a folder of class subfolders, a .zip of one, a CSV/TSV/JSONL table, or `demo:<name>`.
 
     `modality` ("image"/"text") is checked against what was found; None accepts either.
@@ -36,7 +37,7 @@ def load_dataset(path: str | Path, *, modality: str | None = None, text_column: 
     """
     if modality not in (None, "", "image", "text"):
         raise DataError(f"Unknown modality '{modality}'; use image or text.")
-    columns = dict(text_column=text_column, label_column=label_column, image_column=image_column)
+    columns: dict[str, Any] = dict(text_column=text_column, label_column=label_column, image_column=image_column)
     spec = str(path).strip()
     if spec.startswith("demo:"):
         return _check_modality(load_demo(spec), modality)
@@ -71,12 +72,12 @@ def _check_modality(ds: Dataset, modality: str | None) -> Dataset:
 
 
 def _load_directory(root: Path, modality, columns: dict, *, name: str, confine: bool = False,
-                    allowed_roots: list | None = None) -> Dataset:
+                    allowed_roots: Sequence[str | Path] | None = None) -> Dataset:
     """`name` is what the user calls it (the zip's name rather than its extraction folder)."""
     root = unwrap(root.resolve())
     tables = [f for f in visible_children(root)[1] if f.suffix.lower() in TABLE_EXTENSIONS]
     folders = has_class_folders(root)
-    where = dict(confine_to=root if confine else None, allowed_roots=allowed_roots)
+    where: dict[str, Any] = dict(confine_to=root if confine else None, allowed_roots=allowed_roots)
     # A table of image paths beside its image folder ("imgs/") describes the data; the folder is not a class.
     if len(tables) == 1 and (not folders or _is_image_table(tables[0], columns["image_column"], **where)):
         return load_table(tables[0], modality=modality, **where, **columns)
@@ -125,7 +126,7 @@ def _file_sha256(path: Path) -> str:
 
 def load_table(path: str | Path, *, modality: str | None = None, text_column: str = "", label_column: str = "",
                image_column: str = "", confine_to: Path | None = None,
-               allowed_roots: list[str | Path] | None = None) -> Dataset:
+               allowed_roots: Sequence[str | Path] | None = None) -> Dataset:
     """A text table, or an image table when a path column points at existing image files.
 
     `confine_to` refuses image paths outside that folder (used for uploaded zips, so a
@@ -151,7 +152,8 @@ def load_table(path: str | Path, *, modality: str | None = None, text_column: st
     return ds
 
 
-def _readable(confine_to: Path | None = None, allowed_roots: list | None = None) -> tuple[list[Path] | None, str]:
+def _readable(confine_to: Path | None = None,
+              allowed_roots: Sequence[str | Path] | None = None) -> tuple[list[Path] | None, str]:
     """Where a table's image paths may point (None: anywhere), and the reason a row naming a file elsewhere
     is skipped. The one place that decides it for a table."""
     if confine_to is not None:
@@ -291,7 +293,9 @@ def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str
     elsewhere is skipped."""
     label_col = _label_column(df, label_column, image_col, path.name)
     base = path.parent
-    samples, skipped, listings = [], [], {}
+    samples: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
+    listings: dict = {}
     for row, (value, label) in enumerate(zip(df[image_col], df[label_col]), start=1):
         label, value = _label(label), str(value).strip()
         file = _resolve(value, base, listings, roots) if value else None
@@ -306,8 +310,8 @@ def _image_table(df: pd.DataFrame, path: Path, image_col: str, label_column: str
             reason = "file not found"
         elif not is_image_file(file):
             reason = "not an image file"
-        if reason:
-            skipped.append((f"row {row}", reason))
+        if reason or file is None:
+            skipped.append((f"row {row}", reason or refusal))
             continue
         sample_id = file.relative_to(base).as_posix() if file.is_relative_to(base) else file.as_posix()
         samples.append(Sample(id=sample_id, input=str(file), label=label))

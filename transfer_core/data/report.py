@@ -26,9 +26,12 @@ TOKEN_SAMPLE = 5000       # token statistics are estimated from at most this man
 MAX_CLASSES = 1000
 
 
+Level = Literal["error", "warning", "info"]
+
+
 @dataclass(frozen=True)
 class Finding:
-    level: Literal["error", "warning", "info"]
+    level: Level
     code: str
     message: str  # one plain sentence saying what is wrong
     fix: str      # one plain sentence saying what to do
@@ -65,7 +68,7 @@ class DataReport:
     def unreadable_ids(self) -> list[str]:
         return [sample_id for sample_id, _ in self.unreadable]
 
-    def add(self, level: str, code: str, message: str, fix: str) -> None:
+    def add(self, level: Level, code: str, message: str, fix: str) -> None:
         self.findings.append(Finding(level, code, message, fix))
 
     def to_dict(self) -> dict:
@@ -157,7 +160,7 @@ def _class_findings(report: DataReport, splits: Splits | None) -> None:
     if counts:
         report.imbalance_ratio = round(max(counts.values()) / min(counts.values()), 2)
         if report.imbalance_ratio >= IMBALANCE_WARNING:
-            big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+            big, small = max(counts, key=lambda c: counts[c]), min(counts, key=lambda c: counts[c])
             report.add("warning", "imbalance", f"Class '{big}' has {report.imbalance_ratio:g} times as many samples as class '{small}'.",
                 "Add samples to the small classes, or cap the large ones with a maximum number of samples per class.")
 
@@ -218,7 +221,7 @@ def _text_findings(ds: Dataset, report: DataReport, tokenizer, max_length: int |
 
 def _image_findings(ds: Dataset, report: DataReport) -> None:
     if report.unreadable:
-        level = "error" if len(report.unreadable) == len(ds) else "warning"
+        level: Level = "error" if len(report.unreadable) == len(ds) else "warning"
         report.add(level, "unreadable", f"{len(report.unreadable)} image(s) cannot be read (e.g. {report.unreadable[0][0]}).",
             "Re-export or delete them; training leaves them out.")
         bad = set(report.unreadable_ids)

@@ -90,7 +90,7 @@ def limit_per_class(ds: Dataset, n: int, seed: int = 0) -> Dataset:
     """At most `n` random samples per class (n <= 0: all), kept in their original order."""
     if n <= 0:
         return ds
-    keep = []
+    keep: list[int] = []
     for label, idx in _by_class(ds).items():
         keep += idx if len(idx) <= n else _rng(seed, label).choice(idx, size=n, replace=False).tolist()
     return ds.subset(sorted(keep))

@@ -74,7 +74,7 @@ def _sniff_separator(text: str) -> str:
     """Comma unless the header clearly uses semicolons or tabs (European Excel, renamed TSV)."""
     header = text.lstrip().split("\n", 1)[0]
     counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=lambda sep: counts[sep])
     return best if counts[best] > 0 and counts[","] == 0 else ","
 
 

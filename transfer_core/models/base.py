@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
 
 Source = Literal["offline", "torchvision", "huggingface", "local", "run", "test"]
+Modality = Literal["image", "text"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,40 @@ class LayerGroup:
     num_params: int = 0
 
 
+class TransferNet(nn.Module):
+    """What the engine asks of every network it trains (timm's forward_features / forward_head, for layer groups).
+
+    `net(**batch)` gives the logits. Where `supports_feature_split` is True, `features(**batch)` is everything
+    below the "head" group (e.g. the pooled (N, C) vector, or a text model's pooled token) and
+    `head_logits(features)` is the head group alone, so that `net(**batch) == head_logits(features(**batch))`.
+    Where `prefix_cuts` lists a group index `cut` (see prefix.py), `prefix(cut, **batch)` is the output of the
+    groups below `cut` (the features at a chosen group) and `forward_from(cut, prefix(cut, **batch))` equals
+    `net(**batch)`. The frozen-feature cache, BatchNorm statistics and evaluation use nothing else; the head
+    is replaced through the spec (ModelSpec.replace_head).
+    """
+    supports_feature_split: bool = False
+    prefix_cuts: dict[int, int]
+
+    def __init__(self):
+        super().__init__()
+        self.prefix_cuts = {}
+
+    def set_prefix_cuts(self, groups: list[LayerGroup]) -> None:
+        """Find the cuts between `groups` this net can run from (none by default)."""
+
+    def features(self, *args: Any, **batch: Any) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no head/feature split")
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no head/feature split")
+
+    def prefix(self, cut: int, *args: Any, **batch: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} cannot be cut between layer groups")
+
+    def forward_from(self, cut: int, hidden: Any) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} cannot be cut between layer groups")
+
+
 @dataclass
 class BuiltModel:
     """A network ready to fine-tune for `classes`.
@@ -51,15 +87,11 @@ class BuiltModel:
     {"input_ids": ..., "attention_mask": ...} (plus token_type_ids when the tokenizer gives them).
     `groups` run from the input to the head; the last group is always named "head".
 
-    Where `net.supports_feature_split` is True (every catalogue family, and Hugging
-    Face architectures whose head is known or provably a single Linear),
-    `net.features(**batch)` is everything below the head group (e.g. the pooled
-    (N, C) vector, or the first token (N, 1, H) of a text model) and
-    `net.head_logits(features)` is the head group alone, its dropout included;
-    `net(**batch)` is computed as `net.head_logits(net.features(**batch))`.
+    `net` answers TransferNet; its feature split exists for every catalogue family and for Hugging Face
+    architectures whose head is known or provably a single Linear.
     """
     spec: "ModelSpec"
-    net: nn.Module
+    net: TransferNet
     groups: list[LayerGroup]
     classes: list[str]
     preprocess: ImagePreprocess | TextPreprocess
@@ -79,22 +111,51 @@ class BuiltModel:
         raise KeyError(name)
 
 
+HeadReplacer = Callable[["BuiltModel", list[str], float], "BuiltModel"]   # (built, classes, head_dropout)
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """Where a model made from a finished run (`run:<id>`, models/runs.py) comes from."""
+    base: str                   # the model the run fine-tuned: a registry name or another run
+    run_dir: str
+    labels: tuple[str, ...]     # the run's classes, in its head's order
+    runs_dir: str | None        # the runs directory the base is looked up in
+    pooling: str                # the pooling the run trained with ("auto" for images)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    modality: Literal["image", "text"]
+    modality: Modality
     source: Source
     description: str
     offline: bool                     # True when the weights are installed locally
     default_image_size: int = 224
     default_max_length: int = 128
     num_params: int = 0               # approximate, for display before building
-    # build(classes, pretrained, head_dropout, image_size, max_length) -> BuiltModel
+    # build(spec, classes, pretrained=, head_dropout=, image_size=, max_length=) -> BuiltModel
     builder: Callable[..., BuiltModel] | None = field(default=None, compare=False, repr=False)
-    extra: dict = field(default_factory=dict, compare=False)
+    # A new final layer for other classes; every family has one (heads.replace_head_torch, huggingface.replace_head_hf).
+    replace_head: HeadReplacer | None = field(default=None, compare=False, repr=False)
+    head_path: str = ""               # torch families: the module path of the final Linear inside the net
+    # torch families: the net's layer groups, from the input to the head (read again after the head is replaced)
+    groups_of: Callable[[nn.Module], list[LayerGroup]] | None = field(default=None, compare=False, repr=False)
+    hub_path: str = ""                # Hugging Face families: the hub id or the local folder the files come from
+    # an installed Hugging Face model: finds its folder when it is needed (not at import)
+    locate: Callable[[], Path] | None = field(default=None, compare=False, repr=False)
+    aliases: tuple[str, ...] = ()     # other names it is found by (case-insensitive)
+    from_run: RunOrigin | None = None   # set for `run:<id>` models
+
+    @property
+    def base_name(self) -> str:
+        """The model the weights started from: the spec's own name, or a run's base model."""
+        return self.from_run.base if self.from_run else self.name
 
     def build(self, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0,
               image_size: int | None = None, max_length: int | None = None) -> BuiltModel:
+        if self.builder is None:
+            raise TypeError(f"model {self.name} has no builder")
         return self.builder(self, list(classes), pretrained=pretrained, head_dropout=head_dropout,
                             image_size=image_size or self.default_image_size,
                             max_length=max_length or self.default_max_length)

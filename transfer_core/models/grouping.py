@@ -122,7 +122,9 @@ def generic_groups(net: nn.Module, body_prefix: str, head_prefixes: list[str],
     list_name, blocks = found
     block_prefixes = [f"{list_name}.{i}" for i in range(len(blocks))]
     stages = block_stages(block_prefixes, max_block_groups, "layer")
-    before, after, staged = [], [], {name: [] for name, _ in stages}
+    before: list[str] = []
+    after: list[str] = []
+    staged: dict[str, list[str]] = {name: [] for name, _ in stages}
     seen_blocks = False
     for n in rest:
         stage = next((s for s, prefixes in stages if any(_under(n, p) for p in prefixes)), None)

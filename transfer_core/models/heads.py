@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .base import TransferNet
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -49,7 +51,7 @@ def module_step(path: str) -> tuple[str, StepFn]:
     return path, functools.partial(_call_submodule, path)
 
 
-class PixelClassifier(nn.Module):
+class PixelClassifier(TransferNet):
     """forward(pixel_values) -> logits, around any image model taking a tensor.
 
     Given the family's split, `features(pixel_values)` runs everything below the
@@ -81,15 +83,16 @@ class PixelClassifier(nn.Module):
     def prefix(self, cut: int, pixel_values: torch.Tensor) -> torch.Tensor:
         """The output of the layer groups below `cut` (a key of prefix_cuts)."""
         x = pixel_values
-        for _, fn in self._steps[:self.prefix_cuts[cut]]:
+        for _, fn in (self._steps or [])[:self.prefix_cuts[cut]]:
             x = fn(self.model, x)
         return x
 
     def forward_from(self, cut: int, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from prefix(cut, ...): the groups from `cut` on, then the head."""
         x = hidden
-        for _, fn in self._steps[self.prefix_cuts[cut]:]:
+        for _, fn in (self._steps or [])[self.prefix_cuts[cut]:]:
             x = fn(self.model, x)
+        assert self._pool_fn is not None   # prefix_cuts is empty without steps and their pooling
         return self.head_logits(self._pool_fn(self.model, x))
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -140,5 +143,5 @@ def silence_dropout(root: nn.Module, paths: list[str]) -> None:
 
 def replace_head_torch(built, classes: list[str], head_dropout: float = 0.0):
     """New head for a plain PyTorch family: the spec names the head's path and how to group."""
-    replace_linear(built.net, built.spec.extra["head_path"], len(classes), head_dropout)
-    return dataclasses.replace(built, classes=list(classes), groups=built.spec.extra["groups"](built.net))
+    replace_linear(built.net, built.spec.head_path, len(classes), head_dropout)
+    return dataclasses.replace(built, classes=list(classes), groups=built.spec.groups_of(built.net))

@@ -14,19 +14,24 @@ import os
 import pickle
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import BuiltModel, ImagePreprocess, ModelSpec, TextPreprocess
+from .base import BuiltModel, ImagePreprocess, Modality, ModelSpec, TextPreprocess, TransferNet
 from .grouping import generic_groups
 from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, swap_module
 from .network import OFFLINE_HINT, reachable
 
+# A transformers PreTrainedModel: its submodules are named per architecture (model.classifier, model.bert...),
+# which typing cannot follow (nn.Module's attributes would read as tensors).
+HFModel = Any
+
 # Well-known hub models shown in the catalogue (modality known without a download).
-KNOWN = {
+KNOWN: dict[str, tuple[Modality, int, str]] = {
     "bert-base-uncased": ("text", 110_000_000, "BERT base, uncased English (12 layers); downloads from the Hugging Face hub."),
     "distilbert-base-uncased": ("text", 66_000_000, "DistilBERT base, uncased English (6 layers, fast); downloads from the Hugging Face hub."),
     "roberta-base": ("text", 125_000_000, "RoBERTa base, English (12 layers); downloads from the Hugging Face hub."),
@@ -75,7 +80,8 @@ def _explain(name: str, exc: Exception) -> ModelError:
     if "trust_remote_code" in text or "custom code" in text:
         return ModelError(f"{name} needs custom Python code shipped with the model (trust_remote_code), which this app "
                           "never runs; pick a model that transformers supports itself")
-    chain, e = [], exc
+    chain: list[str] = []
+    e: BaseException | None = exc
     while e is not None:
         chain.append(type(e).__name__)
         e = e.__cause__ or e.__context__
@@ -105,7 +111,7 @@ def load_config(source: str):
         raise _explain(source, exc) from exc
 
 
-def modality_of(config, folder: Path | None = None) -> str:
+def modality_of(config, folder: Path | None = None) -> Modality:
     """'image' or 'text', from the model type's auto mappings (and the folder's files when both fit)."""
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES as IMAGE,
@@ -157,24 +163,24 @@ def _cls_token(hidden: torch.Tensor) -> torch.Tensor:
     return hidden[:, 0]
 
 
-def _bert_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+def _bert_head(model: HFModel, features: torch.Tensor) -> torch.Tensor:
     # BertForSequenceClassification: pooler (dense + tanh on token 0), dropout, classifier.
     pooled = getattr(model, model.base_model_prefix).pooler(features)
     return model.classifier(model.dropout(pooled))
 
 
-def _distilbert_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+def _distilbert_head(model: HFModel, features: torch.Tensor) -> torch.Tensor:
     # DistilBertForSequenceClassification: pre_classifier, ReLU, dropout, classifier on token 0.
     x = torch.relu(model.pre_classifier(features[:, 0]))
     return model.classifier(model.dropout(x))
 
 
-def _classifier_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+def _classifier_head(model: HFModel, features: torch.Tensor) -> torch.Tensor:
     # RoBERTa-style *ClassificationHead (reads features[:, 0, :]) or ViT/DeiT's Linear on the class token.
     return model.classifier(features)
 
 
-def _has(model: nn.Module, *paths: str) -> bool:
+def _has(model: HFModel, *paths: str) -> bool:
     for path in paths:
         try:
             if not isinstance(model.get_submodule(path), nn.Module):
@@ -206,7 +212,7 @@ PREFIX_FAMILIES = {"BertForSequenceClassification"}
 LINEAR_INPUT = "linear_input"
 
 
-def _family_split(model: nn.Module) -> str | None:
+def _family_split(model: HFModel) -> str | None:
     name = type(model).__name__
     if name not in SPLITS or not _base_prefix(model):
         return None
@@ -218,7 +224,7 @@ def _family_split(model: nn.Module) -> str | None:
     return name if _has(model, *needs) else None
 
 
-def _outside_base_params(model: nn.Module) -> set[str]:
+def _outside_base_params(model: HFModel) -> set[str]:
     base = _base_prefix(model)
     names = {n for n, _ in model.named_parameters() if not (base and n.startswith(base + "."))}
     pooler = getattr(getattr(model, base), "pooler", None) if base else None
@@ -227,7 +233,7 @@ def _outside_base_params(model: nn.Module) -> set[str]:
     return names
 
 
-def _probe_inputs(model: nn.Module, accepted: list[str]) -> dict | None:
+def _probe_inputs(model: HFModel, accepted: list[str]) -> dict | None:
     param = next(model.parameters())
     config = model.config
     if "pixel_values" in accepted:
@@ -258,7 +264,7 @@ def _stop_at_input(module: nn.Module, args: tuple):
     raise _ReachedHead(args[0])
 
 
-def _linear_input_split(model: nn.Module, accepted: list[str]) -> str | None:
+def _linear_input_split(model: HFModel, accepted: list[str]) -> str | None:
     """Path of the final Linear when logits are exactly `linear(x)` for an x below the head, else None.
 
     Safe only when (a) the head group is that Linear alone (no other weights
@@ -304,7 +310,7 @@ def _linear_input_split(model: nn.Module, accepted: list[str]) -> str | None:
 
 # ---- wrapping --------------------------------------------------------------
 
-class HFClassifier(nn.Module):
+class HFClassifier(TransferNet):
     """Gives a transformers classifier the `net(**batch) -> logits` contract.
 
     Inputs the wrapped model does not take (e.g. token_type_ids for DistilBERT)
@@ -319,7 +325,7 @@ class HFClassifier(nn.Module):
     forward is the model's own.
     """
 
-    def __init__(self, model: nn.Module, interpolate_pos_encoding: bool = False, pooling: str = "cls"):
+    def __init__(self, model: HFModel, interpolate_pos_encoding: bool = False, pooling: str = "cls"):
         super().__init__()
         self.model = model
         self.pooling = pooling      # "mean" replaces the first token the head reads; see POOLINGS
@@ -395,7 +401,10 @@ class HFClassifier(nn.Module):
         return self.head_logits(self._pool(hidden, state["attention_mask"]))
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        return mean_tokens(hidden, attention_mask) if self.pooling == "mean" else SPLITS[self.split][0](hidden)
+        if self.pooling == "mean":
+            return mean_tokens(hidden, attention_mask)
+        assert self.split is not None   # features and forward_from exist only for a split family
+        return SPLITS[self.split][0](hidden)
 
     def _kwargs(self, names: list[str], given: dict, interpolate: bool) -> dict:
         kwargs = {k: given[k] for k in names if given[k] is not None}
@@ -442,12 +451,12 @@ class HFClassifier(nn.Module):
         return out.logits if hasattr(out, "logits") else out[0]
 
 
-def _base_prefix(model: nn.Module) -> str:
+def _base_prefix(model: HFModel) -> str:
     prefix = getattr(model, "base_model_prefix", "")
     return prefix if prefix and isinstance(getattr(model, prefix, None), nn.Module) else ""
 
 
-def _outside_base(model: nn.Module):
+def _outside_base(model: HFModel):
     """(name, module) pairs of the classification block: everything outside the base model."""
     base = _base_prefix(model)
     for name, module in model.named_modules():
@@ -455,7 +464,7 @@ def _outside_base(model: nn.Module):
             yield name, module
 
 
-def _final_linears(model: nn.Module, num_labels: int) -> list[str]:
+def _final_linears(model: HFModel, num_labels: int) -> list[str]:
     found = [n for n, m in _outside_base(model) if isinstance(m, nn.Linear) and m.out_features == num_labels]
     if not found:
         raise ModelError(f"{type(model).__name__} has no linear classification layer this app can replace; "
@@ -463,7 +472,7 @@ def _final_linears(model: nn.Module, num_labels: int) -> list[str]:
     return found
 
 
-def reset_head(model: nn.Module, classes: list[str], head_dropout: float) -> None:
+def reset_head(model: HFModel, classes: list[str], head_dropout: float) -> None:
     """Fresh final classifier layer(s) for `classes`; the rest of the classification block is kept."""
     old_k = model.config.num_labels
     std = getattr(model.config, "initializer_range", 0.02)
@@ -478,7 +487,7 @@ def reset_head(model: nn.Module, classes: list[str], head_dropout: float) -> Non
     set_head_dropout(model, head_dropout)
 
 
-def set_labels(model: nn.Module, classes: list[str]) -> None:
+def set_labels(model: HFModel, classes: list[str]) -> None:
     model.config.num_labels = len(classes)
     model.config.id2label = {i: c for i, c in enumerate(classes)}
     model.config.label2id = {c: i for i, c in enumerate(classes)}
@@ -486,7 +495,7 @@ def set_labels(model: nn.Module, classes: list[str]) -> None:
         model.num_labels = len(classes)
 
 
-def set_head_dropout(model: nn.Module, p: float) -> None:
+def set_head_dropout(model: HFModel, p: float) -> None:
     """Dropout before the classifier: the family's own dropout when it has one, else the HeadLinear's."""
     for key in _DROPOUT_KEYS:
         if hasattr(model.config, key):
@@ -548,7 +557,8 @@ def image_preprocess(source: str | None, image_size: int) -> ImagePreprocess:
                 mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
         except (OSError, ValueError, KeyError, TypeError):
             pass    # no processor saved (or offline): ImageNet statistics suit most vision checkpoints
-    return ImagePreprocess(image_size=image_size, mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+    (m0, m1, m2), (s0, s1, s2) = (float(m) for m in mean), (float(s) for s in std)
+    return ImagePreprocess(image_size=image_size, mean=(m0, m1, m2), std=(s0, s1, s2))
 
 
 def native_image_size(config) -> int:
@@ -558,7 +568,7 @@ def native_image_size(config) -> int:
     return int(size) if isinstance(size, int) and size > 0 else 224
 
 
-def wrap(spec: ModelSpec, model: nn.Module, classes: list[str], preprocess, image_size: int | None = None) -> BuiltModel:
+def wrap(spec: ModelSpec, model: HFModel, classes: list[str], preprocess, image_size: int | None = None) -> BuiltModel:
     """BuiltModel around a transformers classifier, with groups and the export format set."""
     interpolate = False
     if spec.modality == "image" and image_size is not None and image_size != native_image_size(model.config):
@@ -577,7 +587,7 @@ def hf_spec(name: str) -> ModelSpec:
     if name in KNOWN:
         modality, n, desc = KNOWN[name]
         return ModelSpec(name=name, modality=modality, source="huggingface", description=desc, offline=False,
-                         num_params=n, builder=build_hf, extra={"path": name, "replace_head": replace_head_hf})
+                         num_params=n, builder=build_hf, hub_path=name, replace_head=replace_head_hf)
     local = is_local(name)
     if local:
         folder = Path(name).expanduser()
@@ -591,13 +601,13 @@ def hf_spec(name: str) -> ModelSpec:
     return ModelSpec(name=name, modality=modality, source="local" if local else "huggingface",
                      description=f"{getattr(config, 'model_type', 'model')} from {kind}.", offline=local,
                      default_image_size=native_image_size(config), builder=build_hf,
-                     extra={"path": str(Path(name).expanduser()) if local else name, "replace_head": replace_head_hf})
+                     hub_path=str(Path(name).expanduser()) if local else name, replace_head=replace_head_hf)
 
 
 def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
              image_size: int, max_length: int) -> BuiltModel:
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
-    source = spec.extra["path"]
+    source = spec.hub_path
     config = load_config(source)
     saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
     # num_labels first: its setter rewrites id2label, which is then given its real names.
@@ -632,6 +642,7 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
         reset_head(model, classes, head_dropout)
     set_head_dropout(model, head_dropout)
     model.train()
+    pre: TextPreprocess | ImagePreprocess
     if spec.modality == "text":
         pre = text_preprocess(tokenizer, model.config, max_length, spec.name)
     else:
@@ -639,7 +650,7 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
     return wrap(spec, model, classes, pre, image_size if spec.modality == "image" else None)
 
 
-def identity_pooler(model: nn.Module) -> bool:
+def identity_pooler(model: HFModel) -> bool:
     """Set a BERT-style pooler's dense layer to the identity (weight I, bias 0); True when done.
 
     With model.pooling cls or mean the head reads a token state (or their mean) directly: a
@@ -714,17 +725,16 @@ def _checkpoint_json(source: str, name: str, where: dict | None):
 
 def default_pooling(spec: ModelSpec) -> str:
     """What `model.pooling = auto` means for a text model: the pooling it was trained with."""
-    if spec.source == "run":
-        return spec.extra.get("pooling", "cls")
-    locate = spec.extra.get("locate")       # an installed model: its folder is found when needed
-    path = spec.extra.get("path") or (str(locate()) if locate else None)
+    if spec.from_run is not None:
+        return spec.from_run.pooling
+    path = spec.hub_path or (str(spec.locate()) if spec.locate else None)
     return (sentence_pooling(path) if path else None) or "pooler"
 
 
 def set_pooling(built: BuiltModel, pooling: str, *, fresh: bool) -> BuiltModel:
     """Apply `model.pooling` (auto resolved per model) to a built text model; `fresh`: its weights come
     straight from the checkpoint (not from a run), so a BERT pooler that "cls"/"mean" skip starts at the identity."""
-    if built.modality != "text" or not isinstance(built.net, HFClassifier):
+    if not isinstance(built.preprocess, TextPreprocess) or not isinstance(built.net, HFClassifier):
         if pooling not in ("auto", "", None):
             raise ModelError(f"model.pooling applies to text models only; set it to auto for {built.spec.name}")
         return built

@@ -89,8 +89,8 @@ def _download_source(spec, pretrained: bool):
         from huggingface_hub import try_to_load_from_cache
 
         from .huggingface import hub_reachable
-        repo = spec.extra.get("path", spec.name)
+        repo = spec.hub_path or spec.name
         files = ["config.json"] + (["model.safetensors", "pytorch_model.bin"] if pretrained else [])
-        cached = [isinstance(try_to_load_from_cache(repo, f), str) for f in files]
-        return cached[0] and (not pretrained or any(cached[1:])), ("the Hugging Face hub", hub_reachable)
+        found = [isinstance(try_to_load_from_cache(repo, f), str) for f in files]
+        return found[0] and (not pretrained or any(found[1:])), ("the Hugging Face hub", hub_reachable)
     return True, ("", lambda: True)

@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from .base import BuiltModel, ImagePreprocess, ModelSpec
 from .grouping import groups_from_prefixes
 from .heads import PixelClassifier, replace_head_torch, replace_linear
 from .huggingface import build_hf, replace_head_hf
+
+# efficientnet_pytorch's EfficientNet, whose attributes carry no types (nn.Module's would read as tensors).
+EfficientNet = Any
 
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
@@ -25,7 +29,7 @@ def lite_groups(net: nn.Module):
     A stage starts at each block that changes the channel count (the repeats
     after it keep it), which gives lite0's 7 stages of [1, 2, 2, 3, 3, 4, 1] blocks.
     """
-    model = net.model
+    model: EfficientNet = net.model
     stages: list[list[str]] = []
     for i, block in enumerate(model._blocks):
         args = block._block_args
@@ -38,20 +42,20 @@ def lite_groups(net: nn.Module):
     return groups_from_prefixes(net, spec)
 
 
-def lite0_features(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+def lite0_features(model: EfficientNet, pixel_values: torch.Tensor) -> torch.Tensor:
     """Below the head: stem, blocks, head_conv, global average pool -> (N, 1280)."""
     return torch.flatten(model._avg_pooling(model.extract_features(pixel_values)), 1)
 
 
-def lite0_head(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+def lite0_head(model: EfficientNet, features: torch.Tensor) -> torch.Tensor:
     return model._fc(model._dropout(features))
 
 
-def _lite0_stem(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _lite0_stem(model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
     return model._swish(model._bn0(model._conv_stem(x)))
 
 
-def _lite0_block(idx: int, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _lite0_block(idx: int, model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
     # As extract_features: the drop-connect rate grows with the block index (it acts in train mode only).
     rate = model._global_params.drop_connect_rate
     if rate:
@@ -59,15 +63,15 @@ def _lite0_block(idx: int, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model._blocks[idx](x, drop_connect_rate=rate)
 
 
-def _lite0_head_conv(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _lite0_head_conv(model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
     return model._swish(model._bn1(model._conv_head(x)))
 
 
-def _lite0_pool(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _lite0_pool(model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
     return torch.flatten(model._avg_pooling(x), 1)
 
 
-def lite0_steps(model: nn.Module) -> list:
+def lite0_steps(model: EfficientNet) -> list:
     """extract_features as steps (stem, each block, head_conv), for cuts between layer groups."""
     return ([("_conv_stem", _lite0_stem)]
             + [(f"_blocks.{i}", functools.partial(_lite0_block, i)) for i in range(len(model._blocks))]
@@ -118,16 +122,17 @@ def specs() -> list[ModelSpec]:
     lite0 = ModelSpec(
         name="efficientnet_lite0", modality="image", source="offline", offline=True, num_params=3_370_000,
         description="EfficientNet-Lite0 (ImageNet-1k, 3.4 M parameters below its head); installed with the app, works offline. Default for images.",
-        builder=build_lite0, extra={"head_path": "model._fc", "groups": lite_groups, "replace_head": replace_head_torch})
+        builder=build_lite0, replace_head=replace_head_torch, head_path="model._fc", groups_of=lite_groups)
     minilm = ModelSpec(
         name="minilm_l6", modality="text", source="offline", offline=True, num_params=22_700_000,
         description="all-MiniLM-L6-v2 sentence encoder (BERT family, 6 layers, 22.7 M parameters); "
                     "installed with the app, works offline. Default for texts.",
-        builder=build_minilm, extra={"replace_head": replace_head_hf, "locate": minilm_dir, "aliases": ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"]})
+        builder=build_minilm, replace_head=replace_head_hf, locate=minilm_dir,
+        aliases=("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"))
     return [lite0, minilm]
 
 
 def build_minilm(spec: ModelSpec, classes: list[str], **kwargs) -> BuiltModel:
     # The bundled folder is a plain save_pretrained folder: the Hugging Face path loads it.
-    local = dataclasses.replace(spec, extra={**spec.extra, "path": str(minilm_dir())})
+    local = dataclasses.replace(spec, hub_path=str(minilm_dir()))
     return build_hf(local, classes, **kwargs)

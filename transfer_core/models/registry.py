@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import ModelError
 from .base import BuiltModel, ModelSpec
@@ -24,7 +25,7 @@ def _aliases() -> dict[str, str]:
     out = {}
     for spec in _catalogue().values():
         out[spec.name.lower()] = spec.name
-        for alias in spec.extra.get("aliases", []):
+        for alias in spec.aliases:
             out[alias.lower()] = spec.name
     return out
 
@@ -42,7 +43,7 @@ def default_model(modality: str) -> ModelSpec:
 
 
 def get_spec(name: str, *, runs_dir: str | Path | None = None,
-             allowed_roots: list[str | Path] | None = None) -> ModelSpec:
+             allowed_roots: Sequence[str | Path] | None = None) -> ModelSpec:
     """Spec for a registry name or alias, run:<id>, a local Hugging Face folder, or a hub id.
 
     With `allowed_roots` (the web app passes its runs and data folders), a local folder outside
@@ -93,4 +94,6 @@ def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.
     classes = [str(c) for c in classes]
     if not classes or len(set(classes)) != len(classes):
         raise ModelError("a new head needs a non-empty list of unique class names; check the class list")
-    return built.spec.extra["replace_head"](built, classes, head_dropout)
+    if built.spec.replace_head is None:
+        raise ModelError(f"model {built.spec.name} cannot get a new head; pick another model")
+    return built.spec.replace_head(built, classes, head_dropout)

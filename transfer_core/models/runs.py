@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from ..run_files import CONFIG_FILE, LABELS_FILE, MODEL_FILES, WEIGHTS_FILE, default_runs_dir
-from .base import BuiltModel, ModelSpec
+from .base import BuiltModel, ModelSpec, RunOrigin
 
 PREFIX = "run:"
 MAX_DEPTH = 32      # deeper chains mean a run that names itself (directly or not)
@@ -56,17 +56,17 @@ def run_spec(name: str, runs_dir: str | Path | None = None, _depth: int = 0) -> 
     base_name = model["name"].strip()
     base = run_spec(base_name, runs_dir, _depth + 1) if base_name.startswith(PREFIX) else get_spec(base_name, runs_dir=runs_dir)
     shown = ", ".join(labels[:4]) + (", ..." if len(labels) > 4 else "")
-    return ModelSpec(
-        name=name, modality=base.modality, source="run",
+    # The base's own parts (its head replacer, layer groups, files) with the run's weights and classes.
+    return dataclasses.replace(
+        base, name=name, source="run",
         description=f"{base_name} fine-tuned in run {folder.name} on {len(labels)} classes ({shown}).",
         # Only the architecture of the base is needed, not its pretrained weights.
         offline=base.source != "huggingface",
         default_image_size=int(model.get("image_size") or base.default_image_size),
         default_max_length=int(model.get("max_length") or base.default_max_length),
-        num_params=base.num_params, builder=build_run,
-        extra={**base.extra, "base": base_name, "run_dir": str(folder), "labels": labels,
-               "runs_dir": None if runs_dir is None else str(runs_dir),
-               "pooling": _run_pooling(model, base)})
+        builder=build_run, aliases=(),
+        from_run=RunOrigin(base=base_name, run_dir=str(folder), labels=tuple(labels),
+                           runs_dir=None if runs_dir is None else str(runs_dir), pooling=_run_pooling(model, base)))
 
 
 def _run_pooling(model: dict, base: ModelSpec) -> str:
@@ -84,21 +84,23 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
     from safetensors.torch import load_model
 
     from .registry import build_model
-    folder, labels = Path(spec.extra["run_dir"]), spec.extra["labels"]
-    built = build_model(spec.extra["base"], labels, pretrained=False, head_dropout=head_dropout,
-                        image_size=image_size, max_length=max_length, runs_dir=spec.extra["runs_dir"],
-                        pooling=spec.extra["pooling"])
+    origin = spec.from_run
+    assert origin is not None and spec.replace_head is not None   # run_spec sets both
+    folder, labels = Path(origin.run_dir), list(origin.labels)
+    built = build_model(origin.base, labels, pretrained=False, head_dropout=head_dropout,
+                        image_size=image_size, max_length=max_length, runs_dir=origin.runs_dir,
+                        pooling=origin.pooling)
     try:
         load_model(built.net, str(folder / WEIGHTS_FILE), strict=True)
     except RuntimeError as exc:
         if "size mismatch" in str(exc) and image_size != spec.default_image_size:
             raise ModelError(f"run '{folder.name}' was trained at model.image_size {spec.default_image_size}; "
                              f"set model.image_size to {spec.default_image_size}") from exc
-        raise ModelError(f"the weights of run '{folder.name}' do not fit its model {spec.extra['base']}; "
+        raise ModelError(f"the weights of run '{folder.name}' do not fit its model {origin.base}; "
                          "the run may come from another app version, pick another run") from exc
     except Exception as exc:    # a truncated or foreign file
         raise ModelError(f"could not read weights.safetensors of run '{folder.name}' ({type(exc).__name__}); pick another run") from exc
     built = dataclasses.replace(built, spec=spec)
     if list(classes) != list(labels):
-        built = spec.extra["replace_head"](built, classes, head_dropout)
+        built = spec.replace_head(built, classes, head_dropout)
     return built

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import BuiltModel, ImagePreprocess, ModelSpec
+from .base import BuiltModel, ImagePreprocess, ModelSpec, TransferNet
 from .grouping import groups_from_prefixes
 from .heads import HeadLinear, replace_head_torch
 from .huggingface import quiet_transformers, replace_head_hf, text_preprocess, wrap
@@ -14,7 +14,7 @@ def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class TinyCNN(nn.Module):
+class TinyCNN(TransferNet):
     """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) = head_logits(features(pixel_values))
     = forward_from(cut, prefix(cut, pixel_values))."""
 
@@ -81,8 +81,8 @@ def specs() -> list[ModelSpec]:
     return [
         ModelSpec(name="tiny_cnn", modality="image", source="test", offline=True, num_params=6_200,
                   default_image_size=32, description=f"Tiny 3-layer CNN. {note}", builder=build_tiny_cnn,
-                  extra={"head_path": "head", "groups": tiny_cnn_groups, "replace_head": replace_head_torch}),
+                  replace_head=replace_head_torch, head_path="head", groups_of=tiny_cnn_groups),
         ModelSpec(name="tiny_bert", modality="text", source="test", offline=True, num_params=1_000_000,
                   description=f"Tiny 2-layer BERT with the MiniLM tokenizer. {note}", builder=build_tiny_bert,
-                  extra={"replace_head": replace_head_hf}),
+                  replace_head=replace_head_hf),
     ]

@@ -191,7 +191,7 @@ def specs() -> list[ModelSpec]:
             name=name, modality="image", source="torchvision", offline=False,
             description=f"{desc} {n_params / 1e6:.1f} M parameters; weights download from pytorch.org on first use.",
             num_params=n_params, builder=build_torchvision,
-            extra={"head_path": f"model.{head_path}", "groups": groups, "replace_head": replace_head_torch}))
+            replace_head=replace_head_torch, head_path=f"model.{head_path}", groups_of=groups))
     return out
 
 
