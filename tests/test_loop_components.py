@@ -6,6 +6,7 @@ import pandas as pd
 from test_trainer import Recorder, image_config
 
 from transfer_core.checkpoint import load_checkpoint
+from transfer_core.control import RunControl
 from transfer_core.events import RunStatus
 from transfer_core.freezing import Segment
 from transfer_core.loop.component import LoopComponent
@@ -113,3 +114,32 @@ def test_run_state_extends_and_round_trips_through_a_checkpoint():
     # A checkpoint from before out-of-memory retries were recorded takes the run's own batch sizes.
     old = {k: v for k, v in saved.items() if k not in ("batch_size", "eval_batch_size")}
     assert RunState.from_checkpoint(old, batch_size=16, eval_batch_size=64).batch_size == 16
+
+
+class CountsEpochs(LoopComponent):
+    """A component with state of its own: the epochs it has seen, which a resume must carry on from."""
+    def __init__(self, counts: list[int]):
+        self.seen, self.counts = 0, counts
+
+    def epoch_ended(self, loop, row, outcome):
+        self.seen += 1
+        self.counts.append(self.seen)
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+def test_a_components_state_survives_a_stop_and_resume(digits_folder, store):
+    control, counts = RunControl(), []
+    stop_in_epoch_2 = Recorder(lambda e: e.kind == "BatchEnded" and e.epoch == 1 and e.step_in_epoch == 2
+                               and control.request_stop())
+    stopped = fit(image_config(digits_folder, train__epochs=3), store=store, control=control,
+                  observers=[stop_in_epoch_2], components=[CountsEpochs(counts)])
+    assert stopped.status == RunStatus.STOPPED and counts == [1]
+    assert load_checkpoint(store.run_dir(stopped.run_id) / CHECKPOINT_FILE)["components"] == {"CountsEpochs": {"seen": 1}}
+    resumed = fit(None, store=store, run_id=stopped.run_id, resume=True, components=[CountsEpochs(counts)])
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert counts == [1, 2, 3]   # went on from the checkpoint's count, not from 0

@@ -80,12 +80,14 @@ class Checkpointing(LoopComponent):
         # At a segment's start (the run's end among them) a resume builds a fresh optimizer: leaving its
         # state out makes the last checkpoint of an AdamW run a third of the size.
         fresh = loop.state.starts_segment(epoch, step_in_epoch)
+        states = {type(c).__name__: state for c in loop.components if (state := c.state_dict())}
         return {"format": 1, "net": changeable_weights(loop),
                 "optimizer": None if fresh else loop.optimizer.state_dict(),
                 "scheduler": None if fresh else loop.scheduler.state_dict(),
                 "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() and not fresh else {},
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "accum": totals.to_dict(),
-                **loop.state.to_checkpoint(), "fingerprint": loop.data.fingerprint, "rng": get_rng_state()}
+                **loop.state.to_checkpoint(), "fingerprint": loop.data.fingerprint, "rng": get_rng_state(),
+                **({"components": states} if states else {})}
 
 
 def always_frozen(built, segments: list[Segment]) -> set[str]:
@@ -103,9 +105,14 @@ def changeable_weights(loop) -> dict:
 
 
 def restore_weights(loop, saved: dict) -> None:
-    """Load a checkpoint's weights into the model; the groups it skipped are the model's own already."""
+    """Load a checkpoint's weights into the model (the groups it skipped are the model's own already), and
+    the components' own state."""
     missing, unexpected = loop.built.net.load_state_dict(saved["net"], strict=False)
     loop.weights_changed()
     skipped = always_frozen(loop.built, [Segment.from_dict(s) for s in saved["segments"]])
     if unexpected or set(missing) - skipped:
         raise RunError("the checkpoint does not match this model; start the run again")
+    states = saved.get("components", {})
+    for component in loop.components:
+        if type(component).__name__ in states:
+            component.load_state_dict(states[type(component).__name__])

@@ -56,3 +56,11 @@ class LoopComponent:
 
     def failed(self, loop: Trainer, exc: BaseException) -> None:
         """The run failed with `exc`; RunFailed comes next. Must not raise."""
+
+    # What a component must carry across a resume (a domain classifier's weights, a counter) goes into the
+    # checkpoint under the component's class name; a component with nothing to carry keeps these as they are.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict gave: at a resume, and when an out-of-memory retry goes back to a checkpoint."""
