@@ -318,6 +318,27 @@ def test_reopen_existing_database(tmp_path):
         conn.close()
 
 
+def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
+    # A runs.sqlite written before the run's state had columns: an extended run's config counted its epochs.
+    from transfer_core.store_sql import MIGRATIONS
+    (tmp_path / "runs").mkdir()
+    conn = sqlite3.connect(tmp_path / "runs" / "runs.sqlite")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("INSERT INTO runs (id, name, created, updated, status, config_json) VALUES "
+                 "('20261101-120000-aaaaaa', 'old run', 1.0, 1.0, 'completed', '{\"train\": {\"epochs\": 7}}')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with RunStore(tmp_path / "runs") as store:
+        old = store.get_run("20261101-120000-aaaaaa")
+        assert (old.name, old.epochs_planned, old.batch_size, old.total_epochs) == ("old run", None, None, 7)
+        store.record_event(RunStarted(old.id, 2.0, epochs=9, steps_per_epoch=1, start_epoch=7, num_train=4, num_val=2,
+                                      classes=("a", "b"), device="cpu", trainable_params=1, total_params=1,
+                                      batch_size=16))
+        assert (store.get_run(old.id).total_epochs, store.get_run(old.id).batch_size) == (9, 16)
+
+
 def test_newer_schema_is_refused(tmp_path):
     RunStore(tmp_path / "runs").close()
     conn = sqlite3.connect(tmp_path / "runs" / "runs.sqlite")
