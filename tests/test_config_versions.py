@@ -54,3 +54,11 @@ def test_the_app_upgrades_an_old_draft_and_sets_aside_one_it_cannot_read(app_env
     assert any("could not be read" in w.value and "newer Transfer Studio" in w.value for w in at.warning)
     assert (data_dir / "last_config.unreadable.json").is_file()
     assert RunConfig.from_dict(at.session_state["draft_config"]).train.epochs == RunConfig().train.epochs
+
+
+@pytest.mark.parametrize("optim, nesterov", [({"optimizer": "sgd", "momentum": 0.9}, True), ({"optimizer": "sgd"}, True),
+                                             ({"optimizer": "sgd", "momentum": 0.0}, False), ({"optimizer": "adamw"}, False)])
+def test_sgd_runs_saved_before_the_nesterov_switch_keep_nesterov_momentum(optim, nesterov):
+    # Until layout 3, SGD with momentum always used Nesterov's: a resumed run must go on with it.
+    assert RunConfig.of_saved_run({"version": 2, "optim": optim}).optim.nesterov is nesterov
+    assert RunConfig().optim.nesterov is False      # new runs: plain momentum unless asked

@@ -16,8 +16,8 @@ from typing import Any
 from .errors import TransferError
 
 FREEZE_PRESETS = ("feature_extraction", "top_k", "full", "staged", "custom")
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("constant", "step", "cosine", "onecycle", "linear_warmup")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_warmup")
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("auto", "mean", "cls", "pooler")
@@ -83,11 +83,14 @@ class OptimConfig:
     lr: float = _field(2e-3, "Learning rate of the new head; pretrained groups that train get less (freeze.body_lr_factor, "
                              "freeze.lr_decay). For the pretrained layers of a transformer, 2e-5 to 5e-5 is typical.", min=1e-7, max=10.0)
     weight_decay: float = _field(0.01, "Weight decay (L2 penalty; decoupled for AdamW).", min=0.0, max=1.0, advanced=True)
-    momentum: float = _field(0.9, "Momentum for SGD.", min=0.0, max=0.999, advanced=True)
+    momentum: float = _field(0.9, "Momentum for SGD and RMSprop.", min=0.0, max=0.999, advanced=True)
+    nesterov: bool = _field(False, "Nesterov momentum for SGD (off: plain momentum, as the classic recipes use).",
+                            advanced=True)
     scheduler: str = _field("cosine", "How the learning rate changes over training.", choices=SCHEDULERS)
     warmup_fraction: float = _field(0.1, "Share of the steps used for linear warmup (linear_warmup and onecycle).", min=0.0, max=0.5, advanced=True)
     step_size: int = _field(3, "With step: epochs between learning-rate drops.", min=1, max=1000, advanced=True)
-    gamma: float = _field(0.1, "With step: factor applied at each drop.", min=0.001, max=1.0, advanced=True)
+    gamma: float = _field(0.1, "With step: factor applied at each drop; with exponential: factor applied after "
+                               "every epoch (e.g. 0.9).", min=0.001, max=1.0, advanced=True)
     label_smoothing: float = _field(0.0, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.5, advanced=True)
     grad_clip: float = _field(0.0, "Clip the gradient norm to this value (0: no clipping).", min=0.0, max=1000.0, advanced=True)
 
@@ -322,7 +325,7 @@ def _type_word(t: type) -> str:
 # A saved config (a run's config.json, the app's draft) records the layout it was written in. Renaming or
 # re-meaning a setting adds a step below and raises CONFIG_VERSION: old runs stay resumable and old drafts
 # keep their choices; nothing is silently reset.
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 
 def _v1_pooling(data: dict) -> dict:
@@ -334,7 +337,18 @@ def _v1_pooling(data: dict) -> dict:
     return data
 
 
-_UPGRADES = {1: _v1_pooling}   # version N -> N + 1
+def _v2_nesterov(data: dict) -> dict:
+    """Version 3 made Nesterov momentum a switch, off by default. Before it, SGD with momentum always used
+    Nesterov's, so older runs keep it (their checkpoints' optimizer states were made with it)."""
+    optim = data.get("optim")
+    if isinstance(optim, dict) and "nesterov" not in optim:
+        momentum = optim.get("momentum", 0.9)
+        sgd_with_momentum = optim.get("optimizer") == "sgd" and isinstance(momentum, (int, float)) and momentum > 0
+        data["optim"] = {**optim, "nesterov": sgd_with_momentum}
+    return data
+
+
+_UPGRADES = {1: _v1_pooling, 2: _v2_nesterov}   # version N -> N + 1
 
 
 def upgrade(data: dict) -> dict:

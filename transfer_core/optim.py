@@ -38,7 +38,12 @@ def new_optimizer(param_groups: list[dict], cfg: OptimConfig, *, fused: bool | N
     # Copies: an optimizer writes its defaults (fused among them) into the group dicts it is given.
     param_groups = [dict(group) for group in param_groups]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, fused=fused)
+        # torch refuses Nesterov without momentum; with momentum 0 both are plain SGD.
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0, fused=fused)
+    if cfg.optimizer == "rmsprop":
+        # (torch has no fused RMSprop kernel: its default multi-tensor step)
+        return torch.optim.RMSprop(param_groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adam":
         # Adam's weight_decay is the coupled L2 penalty; AdamW decouples it.
         return torch.optim.Adam(param_groups, lr=cfg.lr, fused=fused)
@@ -57,6 +62,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, *, total
     if cfg.scheduler == "step":
         def factor(step):
             return cfg.gamma ** ((step // max(1, steps_per_epoch)) // cfg.step_size)
+    elif cfg.scheduler == "exponential":   # ExponentialLR's decay, applied per epoch
+        def factor(step):
+            return cfg.gamma ** (step // max(1, steps_per_epoch))
     elif cfg.scheduler == "cosine":
         def factor(step):
             return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
