@@ -19,7 +19,7 @@ from .state import AUTO_RATES, WIDGET_PREFIX, seed_widget
 
 LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
-    "optim.grad_clip": "Gradient clipping", "optim.nesterov": "Nesterov momentum (SGD)",
+    "optim.grad_clip": "Gradient clipping", "optim.nesterov": "Nesterov momentum (SGD)", "freeze.preset": "Layers that train",
     "train.epochs": "Epochs", "train.batch_size": "Batch size",
     "train.device": "Device", "train.seed": "Random seed", "train.num_workers": "Data-loading workers",
     "train.early_stopping_patience": "Early-stopping patience", "train.cache_features": "Cache frozen features", "train.cache_images": "Decode images once", "train.compile": "Compile the model (torch.compile)",

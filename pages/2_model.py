@@ -6,6 +6,7 @@ from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.nav import page_file
+from app.recipes_ui import recipe_box
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
 from app.text import md
@@ -68,6 +69,7 @@ with friendly("describe the model"):
 
 if spec is None:
     st.stop()
+recipe_box(cfg)
 st.subheader("Layer map")
 st.caption(model_ui.FREEZING_TEXT)
 preset_key = WIDGET_PREFIX + "freeze.preset"

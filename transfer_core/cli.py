@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
 from .events import BatchEnded, EpochEnded, Notice, RunStarted
+from .recipes import RECIPES, get_recipe
 from .run_files import default_runs_dir
 
 DEFAULT_RUNS_DIR = str(default_runs_dir())
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_options(t)
     t.add_argument("--name", help="a name for the run")
     t.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from")
+    t.add_argument("--recipe", choices=list(RECIPES), help="a classic recipe's settings, applied before the options "
+                   "given here (they win): " + "; ".join(f"{r.name}: {r.title}" for r in RECIPES.values()))
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. --set optim.scheduler=onecycle (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -113,6 +116,8 @@ def explicit_settings(args) -> set[str]:
             data = {}   # config_from_args reports the broken file
         if isinstance(data, dict):
             given |= {f"{section}.{key}" for section, values in data.items() if isinstance(values, dict) for key in values}
+    if getattr(args, "recipe", None):
+        given |= set(get_recipe(args.recipe).settings)
     given |= set(given_settings(args))
     given |= {item.split("=", 1)[0].strip() for item in getattr(args, "set", []) if "=" in item}
     return given
@@ -125,6 +130,8 @@ def config_from_args(args) -> RunConfig:
         if not path.is_file():
             raise TransferError(f"no config file at {path}; give the path of a config.json")
         cfg = RunConfig.from_json(path.read_text(encoding="utf-8"))
+    if getattr(args, "recipe", None):
+        get_recipe(args.recipe).apply(cfg)
     for key, value in given_settings(args).items():
         cfg.set(key, value)
     for item in args.set:

@@ -1,0 +1,22 @@
+"""The Model page's Recipes box: a classic recipe's settings put into the draft, and shown by the widgets."""
+from __future__ import annotations
+
+from apphelpers import draft, no_exceptions, open_app
+
+from transfer_core.config import RunConfig
+
+
+def test_the_model_page_applies_a_recipe_to_the_draft(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__pretrained=False)})
+    no_exceptions(at)
+    at.selectbox(key="recipe_choice").set_value("freeze_then_unfreeze").run()
+    no_exceptions(at)
+    assert any("Train the head" in m.value or "trains the new head alone" in m.value for m in at.markdown)
+    at.button(key="recipe_apply").click().run()
+    no_exceptions(at)
+    cfg = RunConfig.from_dict(at.session_state["draft_config"])
+    assert (cfg.freeze.preset, cfg.freeze.staged_head_epochs, cfg.optim.scheduler, cfg.optim.weight_decay) == \
+        ("staged", 3, "exponential", 1e-4)
+    assert at.radio(key="cfg.freeze.preset").value == "staged"    # the widgets show the recipe's values
+    assert (cfg.optim.lr, cfg.freeze.body_lr_factor) == (1e-3, 1.0)  # kept, not replaced by recommended rates
