@@ -15,7 +15,7 @@ import streamlit as st
 from transfer_core.config import ConfigError, RunConfig, field_type, iter_fields
 from transfer_core.freezing import RATE_KEYS, recommended_rates
 
-from .state import AUTO_RATES, WIDGET_PREFIX, seed_widget
+from .state import WIDGET_PREFIX, form_rates, seed_widget, set_form_rates
 
 LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
@@ -140,10 +140,11 @@ def follow_recommended_rates(cfg: RunConfig, spec) -> None:
     """Keep the learning rates on the defaults for the model and optimizer (recommended_rates) until the
     user enters their own; those are kept (rate_warnings says when they look out of range).
 
-    A rate is the form's own while it still equals what the form last chose. A new session (a reload)
-    knows nothing of that, so there any stock value counts as the form's."""
+    A rate is the form's own while it still equals what the form last chose. A reloaded page reads what the
+    last session chose (kept beside the draft, state.form_rates); where nothing is known, any stock value
+    counts as the form's."""
     optimizer = st.session_state.get(WIDGET_PREFIX + "optim.optimizer", cfg.optim.optimizer)
-    chosen = st.session_state.get(AUTO_RATES)
+    chosen = form_rates()
     stock = _stock_rates() if chosen is None else {}
     ours = {}
     for key, value in recommended_rates(spec, optimizer).items():
@@ -156,7 +157,7 @@ def follow_recommended_rates(cfg: RunConfig, spec) -> None:
             cfg.set(key, value)
             st.session_state.pop(WIDGET_PREFIX + key, None)   # the widget shows the new value
         ours[key] = value
-    st.session_state[AUTO_RATES] = ours
+    set_form_rates(ours)
 
 
 def form_defaults(spec) -> RunConfig:
@@ -186,7 +187,7 @@ def reset_settings(cfg: RunConfig, spec, changed: list[tuple]) -> None:
     for dotted, _, default in changed:
         cfg.set(dotted, default)
         st.session_state.pop(WIDGET_PREFIX + dotted, None)
-    st.session_state[AUTO_RATES] = {k: v for k, v in recommended_rates(spec, cfg.optim.optimizer).items()}
+    set_form_rates(dict(recommended_rates(spec, cfg.optim.optimizer)))
 
 
 def describe_value(value) -> str:

@@ -30,6 +30,39 @@ def _last_config_path():
     return data_dir() / "last_config.json"
 
 
+def _form_rates_path():
+    from .resources import data_dir
+    return data_dir() / "form_rates.json"
+
+
+def form_rates() -> dict | None:
+    """The learning rates the form chose last (AUTO_RATES): this session's, or after a reload the last
+    session's, kept beside the draft so that a rate the user set (or a recipe did) stays theirs. None: unknown."""
+    chosen = st.session_state.get(AUTO_RATES)
+    if chosen is None:
+        try:
+            data = json.loads(_form_rates_path().read_text(encoding="utf-8"))
+            chosen = {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError):
+            chosen = None
+    return chosen
+
+
+def set_form_rates(ours: dict | None) -> None:
+    """Record the rates the form chose (None: it chose none yet, as for a new draft)."""
+    before = st.session_state.get(AUTO_RATES)
+    if ours is None:
+        st.session_state.pop(AUTO_RATES, None)
+        _form_rates_path().unlink(missing_ok=True)
+        return
+    st.session_state[AUTO_RATES] = ours
+    if ours != before:
+        try:
+            write_json(_form_rates_path(), ours, indent=None)
+        except OSError:
+            pass   # a convenience, as the draft is
+
+
 def draft() -> RunConfig:
     data = st.session_state.get(DRAFT)
     if data is None:   # a new session (first visit or a reload): continue from the last draft
@@ -50,6 +83,7 @@ def _set_draft_aside(exc: ConfigError) -> None:
     """A draft no upgrade can read (written by a newer version, or edited by hand): keep the file, say so
     once, and start from the defaults."""
     st.session_state[DRAFT] = RunConfig().to_dict()
+    set_form_rates(None)
     path = _last_config_path()
     kept = path.with_name("last_config.unreadable.json")
     try:
@@ -75,7 +109,7 @@ def replace_draft(cfg: RunConfig) -> None:
     """Make `cfg` the draft and forget widget values that still show the old one."""
     for key in [k for k in st.session_state.keys() if str(k).startswith(WIDGET_PREFIX)]:
         del st.session_state[key]
-    st.session_state.pop(AUTO_RATES, None)   # the new draft's stock rates count as the form's own again
+    set_form_rates(None)   # the new draft's stock rates count as the form's own again
     save_draft(cfg)
 
 

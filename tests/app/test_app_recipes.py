@@ -20,3 +20,18 @@ def test_the_model_page_applies_a_recipe_to_the_draft(app_env, shapes_folder):
         ("staged", 3, "exponential", 1e-4)
     assert at.radio(key="cfg.freeze.preset").value == "staged"    # the widgets show the recipe's values
     assert (cfg.optim.lr, cfg.freeze.body_lr_factor) == (1e-3, 1.0)  # kept, not replaced by recommended rates
+
+
+def test_a_recipes_rates_stay_after_the_page_is_reloaded(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__pretrained=False)})
+    at.radio(key="cfg.freeze.preset").set_value("full").run()
+    assert RunConfig.from_dict(at.session_state["draft_config"]).freeze.body_lr_factor == 0.1   # the form's CNN rate
+    at.selectbox(key="recipe_choice").set_value("from_scratch").run()
+    at.button(key="recipe_apply").click().run()
+    assert RunConfig.from_dict(at.session_state["draft_config"]).freeze.body_lr_factor == 1.0
+    # A reload is a new session: the draft comes back from the data folder, and 1.0 (also the config's
+    # default, a value the form could have chosen) is still the recipe's, not replaced by the CNN rate.
+    again = open_app("2_model")
+    no_exceptions(again)
+    assert RunConfig.from_dict(again.session_state["draft_config"]).freeze.body_lr_factor == 1.0
