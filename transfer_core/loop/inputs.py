@@ -103,8 +103,7 @@ class StepInputs(LoopComponent):
         self._ensure(loop)
         dataset = getattr(loop.data.splits, split)
         if self.features is not None and split in self.features:
-            prefix = {} if self.cut == len(loop.built.groups) - 1 else {"cut": self.cut,
-                                                                        "batch_size": loop.state.eval_batch_size}
+            prefix = {} if self._whole_backbone(loop) else {"cut": self.cut, "batch_size": loop.state.eval_batch_size}
             return predict_features(loop.built, self.features[split], dataset, device=loop.device, **prefix)
         return predict_dataset(loop.built, dataset, batch_size=loop.state.eval_batch_size, device=loop.device,
                                amp=loop.amp is not None, samples=self.eval_samples_of(loop, split), keep_on_device=True)
@@ -113,8 +112,12 @@ class StepInputs(LoopComponent):
     def _ensure(self, loop) -> None:
         if self.pending and self.cut is not None:
             self.pending = False
-            whole = self.cut == len(loop.built.groups) - 1
-            self.features = self._backbone_features(loop) if whole else self._prefix_features(loop, self.cut)
+            self.features = (self._backbone_features(loop) if self._whole_backbone(loop)
+                             else self._prefix_features(loop, self.cut))
+
+    def _whole_backbone(self, loop) -> bool:
+        """The cut is at the head: the cache holds the head's inputs, not a layer group's output."""
+        return self.cut == len(loop.built.groups) - 1
 
     def _backbone_features(self, loop) -> dict:
         """Frozen-backbone outputs per split (computed once, or read from the runs directory's cache)."""
