@@ -6,7 +6,7 @@ import streamlit as st
 
 from transfer_core.config import RunConfig
 from transfer_core.feature_cache import augmentation_blocks_cache, cache_cut
-from transfer_core.freezing import frozen_gap, trainable_names
+from transfer_core.freezing import final_trainable, frozen_gap
 
 from . import charts, model_ui
 from .state import WIDGET_PREFIX, draft, save_draft
@@ -34,7 +34,8 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
         cfg.freeze.trainable_groups = [names[-1]]
     cfg.freeze.trainable_groups = [g for g in cfg.freeze.trainable_groups if g in names] \
         if cfg.freeze.preset == "custom" else cfg.freeze.trainable_groups
-    trainable = set(trainable_names(names, cfg.freeze, stage=1 if cfg.freeze.preset == "staged" else 0))
+    # Staged and gradual runs: the map shows what trains by the end of the run.
+    trainable = set(final_trainable(names, cfg.freeze, cfg.train.epochs))
     save_draft(cfg)
 
     with st.container(border=True):
@@ -60,6 +61,15 @@ def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val
     if cfg.freeze.preset == "staged":
         st.caption(f"Staged: only `{names[-1]}` trains for the first {cfg.freeze.staged_head_epochs} epoch(s); "
                    "then every group shown as training here trains.")
+    if cfg.freeze.preset == "gradual":
+        order = list(reversed(names))
+        reached = min(len(names), cfg.train.epochs)
+        following = ", then ".join(f"`{n}`" for n in order[1:3]) + (", …" if len(order) > 3 else "")
+        st.caption(f"Gradual: epoch 1 trains `{order[0]}` alone; each later epoch adds the next group down "
+                   f"({following})" + (
+                       f"; from epoch {len(names)} every group trains." if reached == len(names) else
+                       f". In {cfg.train.epochs} epochs it reaches only the top {reached} groups; give "
+                       f"{len(names)} epochs to train them all."))
 
     # The engine's own rule: the frozen groups below the lowest trained one run once per example where it can cut there.
     cut = cache_cut(built, tuple(n for n in names if n in trainable), cfg)

@@ -27,6 +27,10 @@ PRESETS = {
     "staged": ("Staged (head first, then everything)",
                "The head trains alone for a few epochs, then everything trains at a lower learning rate. "
                "A safe way to fine-tune fully: the random new head cannot spoil the pretrained layers early on."),
+    "gradual": ("Gradual (one more group each epoch)",
+                "The head trains alone in the first epoch; each later epoch unfreezes the next group down, until "
+                "everything trains (ULMFiT's gradual unfreezing). Gentlest on the pretrained layers; pair it with "
+                "discriminative rates (each lower group slower) in the advanced freezing settings."),
     "custom": ("Custom",
                "You pick exactly which groups train with the switches in the layer map."),
 }

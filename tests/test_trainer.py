@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from transfer_core.config import RunConfig
 from transfer_core.control import RunControl
 from transfer_core.events import RunStatus
+from transfer_core.loop.component import LoopComponent
+from transfer_core.models import build_model
 from transfer_core.run_files import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
 from transfer_core.trainer import fit
 
@@ -320,3 +322,44 @@ def test_images_decoded_once_give_the_same_run_as_decoding_every_step(digits_fol
     assert once.metrics["val_loss"] == every.metrics["val_loss"]
     assert once.metrics["val_accuracy"] == every.metrics["val_accuracy"]
     assert list((store.root / ".image_cache").glob("*.npy"))  # train and val pixels kept for the next run
+
+
+class _GroupWatch(LoopComponent):
+    """Records, at each epoch's end, which groups trained and each group's weights."""
+
+    def __init__(self):
+        self.trained: list[tuple[str, ...]] = []
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def epoch_trained(self, loop, epoch, totals):
+        self.trained.append(loop.segment.trainable)
+        params = dict(loop.built.net.named_parameters())
+        self.weights.append({g.name: torch.cat([params[n].detach().flatten().clone() for n in g.param_names])
+                             for g in loop.built.groups if g.param_names})
+
+
+def test_gradual_unfreezes_one_more_group_each_epoch_from_the_head_down(digits_folder, store):
+    names = [g.name for g in build_model("tiny_cnn", ["a", "b"], pretrained=False, image_size=16).groups]
+    watch = _GroupWatch()
+    cfg = image_config(digits_folder, freeze__preset="gradual", train__epochs=len(names) + 1, freeze__lr_decay=0.5)
+    result = fit(cfg, store=store, components=[watch])
+    assert result.status == RunStatus.COMPLETED, result.message
+    expected = [tuple(names[-k:]) for k in range(1, len(names) + 1)] + [tuple(names)]
+    assert watch.trained == expected
+    # A group keeps its start weights until its epoch comes, then changes.
+    for epoch in range(1, len(watch.weights)):
+        for group, now in watch.weights[epoch].items():
+            changed = not torch.equal(now, watch.weights[epoch - 1][group])
+            assert changed == (group in watch.trained[epoch]), (epoch, group)
+    # Each stage caches what is still frozen below it, with the same result as running every layer each epoch.
+    plain = fit(image_config(digits_folder, freeze__preset="gradual", train__epochs=len(names) + 1, freeze__lr_decay=0.5,
+                             train__cache_features=False), store=store)
+    assert plain.metrics["val_loss"] == pytest.approx(result.metrics["val_loss"], rel=1e-5)
+
+
+def test_gradual_with_fewer_epochs_than_groups_says_which_stay_frozen(digits_folder, store):
+    rec = Recorder()
+    result = fit(image_config(digits_folder, freeze__preset="gradual", train__epochs=2), store=store, observers=[rec])
+    assert result.status == RunStatus.COMPLETED, result.message
+    notes = [e.message for e in rec.events if e.kind == "Notice"]
+    assert any("reaches only the top 2" in n for n in notes), notes

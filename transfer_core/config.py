@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import TransferError
 
-FREEZE_PRESETS = ("feature_extraction", "top_k", "full", "staged", "custom")
+FREEZE_PRESETS = ("feature_extraction", "top_k", "full", "staged", "gradual", "custom")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_warmup")
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
@@ -62,7 +62,8 @@ class ModelConfig:
 @dataclass
 class FreezeConfig:
     preset: str = _field("feature_extraction", "Which layer groups train: feature_extraction (head only), top_k (the top k groups), "
-                                               "full (everything), staged (head first, then everything at a lower rate), custom (the list below).",
+                                               "full (everything), staged (head first, then everything at a lower rate), gradual (the head first, "
+                                               "then one more group each epoch from the top down), custom (the list below).",
                          choices=FREEZE_PRESETS)
     top_k: int = _field(2, "With top_k: how many groups train, counting the head (1: the head only; 2: the head and the group below it).", min=1, max=1000)
     staged_head_epochs: int = _field(1, "With staged: epochs that train the head alone before everything is unfrozen.", min=1, max=1000)

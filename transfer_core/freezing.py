@@ -3,7 +3,8 @@
 A run is a list of segments (epoch ranges). Each segment has one set of
 trainable groups and one learning-rate factor: feature extraction, top-k and
 full fine-tuning are one segment; "staged" is two (head alone, then
-everything at a lower rate, as fastai's fine_tune); extending a finished run
+everything at a lower rate, as fastai's fine_tune); "gradual" unfreezes one more group each epoch from the
+head down (ULMFiT's gradual unfreezing), one segment per epoch until every group trains; extending a finished run
 appends one more. The trainer builds a fresh optimizer and schedule per segment.
 """
 from __future__ import annotations
@@ -40,6 +41,8 @@ def trainable_names(group_names: list[str], cfg: FreezeConfig, *, stage: int = 0
         return (group_names[-1],)
     if preset == "top_k":
         return tuple(group_names[-min(cfg.top_k, len(group_names)):])
+    if preset == "gradual":
+        return tuple(group_names[-min(stage + 1, len(group_names)):])
     if preset in ("full", "staged"):
         return tuple(group_names)
     if preset == "custom":
@@ -71,7 +74,17 @@ def plan_segments(group_names: list[str], cfg: FreezeConfig, epochs: int) -> lis
         head_epochs = min(cfg.staged_head_epochs, epochs - 1)
         return [Segment(0, head_epochs, trainable_names(group_names, cfg, stage=0)),
                 Segment(head_epochs, epochs, trainable_names(group_names, cfg, stage=1), cfg.staged_lr_factor)]
+    if cfg.preset == "gradual":
+        # Epoch k trains the top k + 1 groups; the last stage keeps every group it reached to the end.
+        stages = min(len(group_names), epochs)
+        return [Segment(k, k + 1 if k < stages - 1 else epochs, trainable_names(group_names, cfg, stage=k))
+                for k in range(stages)]
     return [Segment(0, epochs, trainable_names(group_names, cfg))]
+
+
+def final_trainable(group_names: list[str], cfg: FreezeConfig, epochs: int) -> tuple[str, ...]:
+    """The groups that train by the end of a run (for staged and gradual, more than at its start)."""
+    return plan_segments(group_names, cfg, epochs)[-1].trainable
 
 
 def segment_for_epoch(segments: list[Segment], epoch: int) -> int:
@@ -201,7 +214,7 @@ def network_family(spec) -> str:
 
 def trains_body(cfg: FreezeConfig) -> bool:
     """Whether the preset trains any pretrained group (everything below the new head)."""
-    if cfg.preset in ("full", "staged"):
+    if cfg.preset in ("full", "staged", "gradual"):
         return True
     if cfg.preset == "top_k":
         return cfg.top_k > 1

@@ -49,6 +49,15 @@ RECIPES = {r.name: r for r in (
            {"freeze.preset": "staged", "freeze.staged_head_epochs": 3, "freeze.staged_lr_factor": 0.1,
             "freeze.body_lr_factor": 1.0, "optim.optimizer": "adam", "optim.lr": 1e-3, "optim.weight_decay": 1e-4,
             "optim.scheduler": "exponential", "optim.gamma": 0.9, "train.epochs": 8}),
+    Recipe("gradual_unfreezing", "Unfreeze one group per epoch (ULMFiT)",
+           "Trains the new head alone in the first epoch, then unfreezes one more layer group every epoch from the "
+           "top down, until every group trains; lower groups learn more slowly (each at 0.6 times the rate of the "
+           "group above, so the lowest of about ten groups gets a hundredth of the top rate), and each stage's rate "
+           "warms up then decays, as ULMFiT's slanted triangular schedule. The pretrained layers are disturbed "
+           "least: use it when full fine-tuning forgets too much or is unstable on small data. Give it at least "
+           "as many epochs as the model has layer groups (the layer map lists them).",
+           {"freeze.preset": "gradual", "freeze.lr_decay": 0.6, "optim.scheduler": "linear_warmup",
+            "optim.warmup_fraction": 0.1, "train.epochs": 10}),
     Recipe("from_scratch", "Same network, random weights",
            "Trains the same network from random weights instead of pretrained ones: no transfer at all. It is the "
            "baseline every comparison needs: what the pretrained features bring is the difference between it "

@@ -287,6 +287,10 @@ class Trainer:
             notes.append(f"batch size {batch} is more than the {n_train} training samples, so each step uses all "
                          f"{n_train} (one step per epoch)")
         names = [g.name for g in self.built.groups]
+        if self.config.freeze.preset == "gradual" and self.state.epochs < len(names):
+            notes.append(f"gradual unfreezing reaches only the top {self.state.epochs} of the {len(names)} layer groups in "
+                         f"{self.state.epochs} epochs ({', '.join(names[:len(names) - self.state.epochs])} stay frozen); "
+                         f"give {len(names)} epochs or more to train every group")
         notes += list(dict.fromkeys(filter(None, (frozen_gap(names, seg.trainable) for seg in self.state.segments))))
         return notes
 

@@ -35,3 +35,17 @@ def test_a_recipes_rates_stay_after_the_page_is_reloaded(app_env, shapes_folder)
     again = open_app("2_model")
     no_exceptions(again)
     assert RunConfig.from_dict(again.session_state["draft_config"]).freeze.body_lr_factor == 1.0
+
+
+def test_gradual_unfreezing_recipe_shows_its_order_in_the_layer_map(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__pretrained=False)})
+    at.selectbox(key="recipe_choice").set_value("gradual_unfreezing").run()
+    at.button(key="recipe_apply").click().run()
+    no_exceptions(at)
+    cfg = RunConfig.from_dict(at.session_state["draft_config"])
+    assert (cfg.freeze.preset, cfg.freeze.lr_decay, cfg.train.epochs) == ("gradual", 0.6, 10)
+    assert at.radio(key="cfg.freeze.preset").value == "gradual"
+    captions = " ".join(c.value for c in at.caption)
+    assert "Gradual: epoch 1 trains `head` alone" in captions and "every group trains" in captions
+    assert all(at.toggle(key=f"layer.{name}").value for name in ("block1", "head"))   # all train by the end
