@@ -49,6 +49,20 @@ def test_the_exponential_schedule_multiplies_the_rate_by_gamma_after_every_epoch
     assert rates == pytest.approx([0.2] * 3 + [0.1] * 3 + [0.05] * 3)
 
 
+def test_the_plateau_schedules_per_step_part_keeps_a_rate_lowered_between_steps():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.2)
+    scheduler = build_scheduler(optimizer, OptimConfig(scheduler="plateau"), total_steps=6, steps_per_epoch=3)
+    rates = []
+    for step in range(6):
+        if step == 3:
+            optimizer.param_groups[0]["lr"] = 0.02   # as loop/plateau.py lowers it at an epoch's end
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.2] * 3 + [0.02] * 3)
+
+
 def test_a_run_trains_with_rmsprop_and_the_exponential_schedule(digits_folder, store):
     cfg = image_config(digits_folder, optim__optimizer="rmsprop", optim__lr=1e-3, optim__scheduler="exponential",
                        optim__gamma=0.8, train__epochs=2)

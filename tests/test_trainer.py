@@ -363,3 +363,45 @@ def test_gradual_with_fewer_epochs_than_groups_says_which_stay_frozen(digits_fol
     assert result.status == RunStatus.COMPLETED, result.message
     notes = [e.message for e in rec.events if e.kind == "Notice"]
     assert any("reaches only the top 2" in n for n in notes), notes
+
+
+def _plateau_config(folder):
+    return image_config(folder, freeze__preset="full", optim__scheduler="plateau", optim__plateau_patience=0,
+                        optim__gamma=0.5, train__epochs=5, train__early_stopping_metric="val_accuracy")
+
+
+def _epoch_lrs(store, run_id):
+    return [e.lr for e in store.events(run_id) if e.kind == "EpochEnded"]
+
+
+def test_plateau_halves_the_rate_after_each_epoch_without_a_better_metric(digits_folder, store):
+    rec = Recorder()
+    cfg = _plateau_config(digits_folder)
+    result = fit(cfg, store=store, observers=[rec])
+    assert result.status == RunStatus.COMPLETED, result.message
+    accuracies = [e.val_accuracy for e in rec.events if e.kind == "EpochEnded"]
+    # With patience 0, the rate after an epoch is halved unless that epoch beat the best accuracy so far.
+    expected, lr, best = [], cfg.optim.lr, -1.0
+    for accuracy in accuracies:
+        if accuracy > best:
+            best = accuracy
+        else:
+            lr *= 0.5
+        expected.append(lr)
+    assert [e.lr for e in rec.events if e.kind == "EpochEnded"] == pytest.approx(expected)
+    assert expected[-1] < cfg.optim.lr, accuracies            # the run did meet a plateau
+    steps = [e for e in rec.events if e.kind == "BatchEnded"]
+    assert steps[-1].lr == pytest.approx(expected[-2])          # the last epoch trained at the lowered rate
+    assert any("learning rate drops" in e.message for e in rec.events if e.kind == "Notice")
+
+
+def test_plateau_schedule_resumes_where_it_stopped(digits_folder, store):
+    baseline = fit(_plateau_config(digits_folder), store=store)
+    control = RunControl()
+    stopper = Recorder(lambda e: e.kind == "BatchEnded" and e.step == 21 and control.request_stop())  # in epoch 4
+    stopped = fit(_plateau_config(digits_folder), store=store, control=control, observers=[stopper])
+    assert stopped.status == RunStatus.STOPPED
+    resumed = fit(None, store=store, run_id=stopped.run_id, resume=True)
+    assert resumed.status == RunStatus.COMPLETED, resumed.message
+    assert _epoch_lrs(store, resumed.run_id)[-2:] == pytest.approx(_epoch_lrs(store, baseline.run_id)[-2:])
+    assert resumed.metrics["val_loss"] == pytest.approx(baseline.metrics["val_loss"], abs=1e-6)

@@ -17,7 +17,7 @@ from .errors import TransferError
 
 FREEZE_PRESETS = ("feature_extraction", "top_k", "full", "staged", "gradual", "custom")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_warmup")
+SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_warmup", "plateau")
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 POOLINGS = ("auto", "mean", "cls", "pooler")
@@ -87,11 +87,15 @@ class OptimConfig:
     momentum: float = _field(0.9, "Momentum for SGD and RMSprop.", min=0.0, max=0.999, advanced=True)
     nesterov: bool = _field(False, "Nesterov momentum for SGD (off: plain momentum, as the classic recipes use).",
                             advanced=True)
-    scheduler: str = _field("cosine", "How the learning rate changes over training.", choices=SCHEDULERS)
+    scheduler: str = _field("cosine", "How the learning rate changes over training (plateau: lowered by gamma when "
+                                      "the validation metric stops improving).", choices=SCHEDULERS)
     warmup_fraction: float = _field(0.1, "Share of the steps used for linear warmup (linear_warmup and onecycle).", min=0.0, max=0.5, advanced=True)
     step_size: int = _field(3, "With step: epochs between learning-rate drops.", min=1, max=1000, advanced=True)
     gamma: float = _field(0.1, "With step: factor applied at each drop; with exponential: factor applied after "
-                               "every epoch (e.g. 0.9).", min=0.001, max=1.0, advanced=True)
+                               "every epoch (e.g. 0.9); with plateau: factor applied when the metric stalls.",
+                          min=0.001, max=1.0, advanced=True)
+    plateau_patience: int = _field(2, "With plateau: epochs without improvement of train.early_stopping_metric "
+                                      "before the learning rate is multiplied by gamma.", min=0, max=1000, advanced=True)
     label_smoothing: float = _field(0.0, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.5, advanced=True)
     grad_clip: float = _field(0.0, "Clip the gradient norm to this value (0: no clipping).", min=0.0, max=1000.0, advanced=True)
 

@@ -59,6 +59,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, *, total
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
             pct_start=max(cfg.warmup_fraction, 1.0 / total_steps), cycle_momentum=cfg.optimizer == "sgd")
+    if cfg.scheduler == "plateau":
+        # No per-step change; loop/plateau.py lowers the rates at epoch ends. ConstantLR by 1.0 is chainable:
+        # it keeps the rates it finds, where a LambdaLR would reset them to their starting values every step.
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     if cfg.scheduler == "step":
         def factor(step):
             return cfg.gamma ** ((step // max(1, steps_per_epoch)) // cfg.step_size)

@@ -59,6 +59,7 @@ from .loop.inputs import StepInputs
 from .loop.memory_retry import MemoryRetry
 from .loop.norm_statistics import NormStatistics
 from .loop.output import Observer, RunOutput
+from .loop.plateau import PlateauSchedule
 from .loop.randomness import seed_everything, set_rng_state
 from .loop.startup import ResumeRefused, check_resumable, check_startable, max_epochs
 from .loop.state import EpochTotals, RunState
@@ -169,7 +170,8 @@ class Trainer:
         # Their hooks run in this order: the loss is checked before anything works on the weights, the best
         # epoch is restored before the statistics are made exact for the final save, and the checkpoint
         # comes last, so that it records what every other component decided (an early stop among them).
-        self.components: list[LoopComponent] = [DivergenceGuard(), BestEpoch(), NormStatistics(), self.inputs,
+        schedule = [PlateauSchedule()] if config.optim.scheduler == "plateau" else []
+        self.components: list[LoopComponent] = [DivergenceGuard(), BestEpoch(), *schedule, NormStatistics(), self.inputs,
                                                  *components, self.checkpointing]
 
     # ---- the whole run ------------------------------------------------
