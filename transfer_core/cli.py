@@ -1,4 +1,4 @@
-"""`python -m transfer_core ...`: train, evaluate, predict, export, resume, runs, models, report.
+"""`python -m transfer_core ...`: train, evaluate, predict, export, resume, runs, models, report, probe.
 
 User errors exit with status 2 and one line on stderr naming the problem and the fix.
 `train` and `resume` end their stdout with one JSON object describing the run.
@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
 from .events import BatchEnded, EpochEnded, Notice, RunStarted
+from .probe import PROBE_EPOCHS
 from .recipes import RECIPES, get_recipe
 from .run_files import default_runs_dir
 
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="the data report, without training")
     add_setting_options(rep, sections=("data",))
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pb = sub.add_parser("probe", help="which layer transfers best: a linear head on each layer group's output")
+    add_setting_options(pb, sections=("data", "model"))
+    pb.add_argument("--epochs", type=int, default=PROBE_EPOCHS, help=f"at most this many passes (L-BFGS iterations) of each layer's logistic regression over the training features (default {PROBE_EPOCHS})")
+    pb.add_argument("--seed", type=int, default=0, help="random seed of the split and the heads (default 0)")
+    pb.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    pb.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pb.add_argument("--quiet", action="store_true", help="no progress lines")
     for command in sub.choices.values():   # also after the command (`runs --runs-dir X`); the last one given wins
         command.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as --runs-dir before the command")
     return p
@@ -335,8 +343,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from .models import default_model
+    from .preparation import guess_modality
+    from .probe import probe
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError("no data to probe with; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
+    if "model.name" not in explicit_settings(args):
+        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg.set("train.seed", args.seed)
+    cfg.set("train.device", args.device)
+    say = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    result = probe(cfg, cache_root=Path(args.runs_dir), epochs=args.epochs, notify=say)
+    width = max(len(s.layer) for s in result.layers)
+    print(f"{'layer':<{width}}  features  val_accuracy  val_macro_f1")
+    for s in result.layers:
+        mark = "  <- best" if s.layer == result.best_layer else ""
+        print(f"{s.layer:<{width}}  {s.features:>8}  {s.val_accuracy:>12.3f}  {s.val_macro_f1:>12.3f}{mark}")
+    print(to_json(result.to_dict()))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report}
+            "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report,
+            "probe": cmd_probe}
 
 
 class ProgressBar:

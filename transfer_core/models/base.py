@@ -77,6 +77,30 @@ class TransferNet(nn.Module):
     def forward_from(self, cut: int, hidden: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} cannot be cut between layer groups")
 
+    # ---- the layer probe (probe.py): what a head reading each layer group would see --------------
+    def can_probe(self, groups: list[LayerGroup]) -> bool:
+        """Every group below the head ends at a cut, so each one's output can be read."""
+        return self.supports_feature_split and set(self.prefix_cuts) == set(range(1, len(groups) - 1))
+
+    def pool_hidden(self, hidden: Any) -> torch.Tensor:
+        """One vector per sample from a prefix's output: global average pooling of a CNN's feature maps."""
+        return global_pool(hidden)
+
+    def group_features(self, *args: Any, **batch: Any) -> list[torch.Tensor]:
+        """The pooled output of each group below the head, input first; the last is `features` itself.
+        Families override it with one pass through the network; this reference runs one prefix per group."""
+        return [self.pool_hidden(self.prefix(cut, *args, **batch)) for cut in sorted(self.prefix_cuts)] + \
+            [self.features(*args, **batch)]
+
+
+def global_pool(hidden: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) feature maps or (N, T, C) tokens -> (N, C), by their average."""
+    if hidden.ndim == 4:
+        return hidden.mean(dim=(2, 3))
+    if hidden.ndim == 3:
+        return hidden.mean(dim=1)
+    return hidden.flatten(1)
+
 
 @dataclass
 class BuiltModel:

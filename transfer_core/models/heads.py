@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import TransferNet
+from .base import TransferNet, global_pool
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -94,6 +94,17 @@ class PixelClassifier(TransferNet):
             x = fn(self.model, x)
         assert self._pool_fn is not None   # prefix_cuts is empty without steps and their pooling
         return self.head_logits(self._pool_fn(self.model, x))
+
+    def group_features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """One pass through the steps, pooling the output at each cut (see TransferNet.group_features)."""
+        assert self._steps is not None and self._pool_fn is not None
+        ends = set(self.prefix_cuts.values())   # steps done at the end of each group below the last one
+        out, x = [], pixel_values
+        for done, (_, fn) in enumerate(self._steps, start=1):
+            x = fn(self.model, x)
+            if done in ends:
+                out.append(global_pool(x))
+        return [*out, self._pool_fn(self.model, x)]
 
     def features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self._features_fn is None:

@@ -382,14 +382,18 @@ class HFClassifier(TransferNet):
     def prefix(self, cut: int, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None) -> dict:
         """Hidden states after the frozen prefix (embeddings and the first encoder layers), with the mask."""
         base, layers = self._encoder()
-        kwargs = {"token_type_ids": token_type_ids} if "token_type_ids" in self.base_accepted and token_type_ids is not None else {}
-        hidden = base.embeddings(input_ids=input_ids, **kwargs)
-        if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        hidden, attention_mask = self._embed(base, input_ids, attention_mask, token_type_ids)
         mask = self._mask(base, hidden, attention_mask)
         for layer in layers[:self.prefix_cuts[cut]]:
             hidden = layer(hidden, mask)
         return {"hidden_states": hidden, "attention_mask": attention_mask}
+
+    def _embed(self, base: Any, input_ids, attention_mask, token_type_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        kwargs = {"token_type_ids": token_type_ids} if "token_type_ids" in self.base_accepted and token_type_ids is not None else {}
+        hidden = base.embeddings(input_ids=input_ids, **kwargs)
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        return hidden, attention_mask
 
     def forward_from(self, cut: int, state: dict) -> torch.Tensor:
         """Logits from prefix(cut, ...): the remaining encoder layers, then the head (pooler included)."""
@@ -399,6 +403,25 @@ class HFClassifier(TransferNet):
         for layer in layers[self.prefix_cuts[cut]:]:
             hidden = layer(hidden, mask)
         return self.head_logits(self._pool(hidden, state["attention_mask"]))
+
+    def pool_hidden(self, state: dict) -> torch.Tensor:
+        return self._pool(state["hidden_states"], state["attention_mask"])
+
+    def group_features(self, input_ids=None, attention_mask=None, token_type_ids=None, pixel_values=None) -> list[torch.Tensor]:
+        """One pass through the embeddings and the encoder layers, pooling the tokens (as the head's
+        pooling does) at the end of each group (see TransferNet.group_features)."""
+        if not self.prefix_cuts:   # one group below the head: its output is the features
+            return [self.features(input_ids, attention_mask, token_type_ids, pixel_values)]
+        base, layers = self._encoder()
+        hidden, attention_mask = self._embed(base, input_ids, attention_mask, token_type_ids)
+        ends = set(self.prefix_cuts.values())   # encoder layers done at the end of each group below the last one
+        out = [self._pool(hidden, attention_mask)] if 0 in ends else []
+        mask = self._mask(base, hidden, attention_mask)
+        for done, layer in enumerate(layers, start=1):
+            hidden = layer(hidden, mask)
+            if done in ends:
+                out.append(self._pool(hidden, attention_mask))
+        return [*out, self._pool(hidden, attention_mask)]
 
     def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pooling == "mean":
