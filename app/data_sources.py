@@ -8,6 +8,7 @@ import streamlit as st
 
 from transfer_core.config import RunConfig
 from transfer_core.data import demo_sets
+from transfer_core.data.demo import DEMO_TITLES
 from transfer_core.data.tables import LABEL_NAMES, TEXT_NAMES, find_column
 
 from . import data_ui
@@ -67,17 +68,18 @@ def _in_use(cfg: RunConfig, source: str) -> None:
 
 def demo_picker(cfg: RunConfig) -> None:
     sets = demo_sets()
-    for ds, column in zip(sets, st.columns(len(sets))):
+    columns = [column for _ in range(0, len(sets), 2) for column in st.columns(2)]   # two per row
+    for ds, column in zip(sets, columns):
         with column.container(border=True, height="stretch"):
-            modality = ds["modality"]
-            st.markdown(f"**{ds['name'].removeprefix('demo:')}** ({modality}s) · {ds['description']}")
+            modality, short = ds["modality"], ds["name"].removeprefix("demo:")
+            st.markdown(f"**{short}** ({modality}s) · {ds['description']}")
             if not ds["available"]:
                 st.warning("Not installed on this machine: run scripts/setup.sh to add it.")
                 continue
             default_n = int(DEMOS[modality]["data.path"].split("per_class=")[1])
-            n = st.number_input("Examples per class", 5, 2000, default_n, step=10, key=f"demo_n_{modality}",
+            n = st.number_input("Examples per class", 5, 2000, default_n, step=10, key=f"demo_n_{short}",
                                 help="Fewer examples train faster; more give a better model.")
-            if st.button(f"Use the {modality} demo", key=f"use_demo_{modality}", icon=":material/check:"):
+            if st.button(f"Use {DEMO_TITLES.get(short, short)}", key=f"use_demo_{short}", icon=":material/check:"):
                 new = demo_config(modality)
                 new.data.path = f"{ds['name']}?per_class={int(n)}"
                 replace_draft(new)

@@ -37,7 +37,8 @@ def describe_path(path: str) -> str:
     """A short human name for a data path."""
     if path.startswith("demo:"):
         name, _, query = path.removeprefix("demo:").partition("?")
-        nice = {"fashion-mnist": "Fashion-MNIST demo images", "bbc-news": "BBC News demo texts"}.get(name, name)
+        nice = {"fashion-mnist": "Fashion-MNIST demo images", "bbc-news": "BBC News demo texts",
+                "digits": "digits demo images", "digits-shifted": "shifted digits demo images"}.get(name, name)
         return f"{nice} ({query.replace('per_class=', '')} per class)" if query else nice
     from pathlib import Path
     p = Path(path)

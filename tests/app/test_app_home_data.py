@@ -37,8 +37,8 @@ def test_data_page_demo_set_shows_counts_report_and_samples(app_env):
     at = open_app("1_data")
     no_exceptions(at)
     assert at.title[0].value == "Data"
-    at.number_input(key="demo_n_text").set_value(10)
-    at.button(key="use_demo_text").click().run()
+    at.number_input(key="demo_n_bbc-news").set_value(10)
+    at.button(key="use_demo_bbc-news").click().run()
     no_exceptions(at)
     assert _draft(at).data.path == "demo:bbc-news?per_class=10"
     metrics = {m.label: m.value for m in at.metric}

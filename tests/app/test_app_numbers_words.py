@@ -151,8 +151,8 @@ def _draft(at):
 
 def test_data_page_heading_follows_the_source_and_uploads_are_kept(app_env, shapes_zip, topics_csv):
     at = open_app("1_data")
-    at.number_input(key="demo_n_text").set_value(10)
-    at.button(key="use_demo_text").click().run()
+    at.number_input(key="demo_n_bbc-news").set_value(10)
+    at.button(key="use_demo_bbc-news").click().run()
     assert at.subheader[0].value.startswith("Using: BBC News demo texts")
 
     at.radio(key="data_source").set_value("Images (.zip)").run()

