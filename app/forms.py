@@ -28,6 +28,7 @@ LABELS = {
     "data.merge_case": "Merge labels that differ only in case",
     "model.image_size": "Image size (pixels)", "model.max_length": "Max text length (tokens)",
     "model.pretrained": "Start from pretrained weights", "model.head_dropout": "Head dropout",
+    "model.head_hidden": "Hidden units in the head",
     "augment.flip": "Random horizontal flips", "augment.rotation": "Random rotation (degrees)",
     "augment.random_resized_crop": "Random crops", "augment.color_jitter": "Colour jitter",
     "freeze.lr_decay": "Learning-rate decay per layer group", "freeze.train_bn": "Let BatchNorm adapt",

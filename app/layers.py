@@ -27,7 +27,8 @@ def _toggled(group_names: list[str]) -> None:
 
 
 def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val: int) -> None:
-    built = model_ui.built_model(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length)
+    built = model_ui.built_model(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length,
+                                 cfg.model.head_hidden)
     groups = model_ui.layer_groups(built)
     names = [g["group"] for g in groups]
     if cfg.freeze.preset == "custom" and not cfg.freeze.trainable_groups:

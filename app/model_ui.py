@@ -87,13 +87,13 @@ def pooling_caption(spec, pooling: str) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the model's layer map...", max_entries=2)
-def built_model(name: str, classes: tuple, image_size: int, max_length: int):
+def built_model(name: str, classes: tuple, image_size: int, max_length: int, head_hidden: int = 0):
     """The network (offline weights loaded, online ones left random so nothing downloads here). Its groups
-    and sizes do not depend on model.pooling, which is left on auto here."""
+    and sizes do not depend on model.pooling, which is left on auto here; the head's size depends on head_hidden."""
     spec = get_spec(name, runs_dir=runs_dir())
     pretrained = spec.offline or spec.source in ("local", "run")
     return build_model(name, list(classes), pretrained=pretrained, image_size=image_size, max_length=max_length,
-                       runs_dir=runs_dir())
+                       head_hidden=head_hidden, runs_dir=runs_dir())
 
 
 def layer_groups(built) -> list[dict]:

@@ -53,6 +53,10 @@ class ModelConfig:
     image_size: int = _field(224, "Images are resized to this many pixels square.", min=16, max=1024)
     max_length: int = _field(256, "Texts are cut to this many tokens.", min=8, max=4096)
     head_dropout: float = _field(0.0, "Dropout before the new classification head.", min=0.0, max=0.9, advanced=True)
+    head_hidden: int = _field(0, "0: a linear head. N: a head with one hidden layer of N units (dropout, Linear(features, N), "
+                                 "ReLU, dropout, Linear(N, classes); both dropouts are model.head_dropout). Useful when the "
+                                 "frozen features are not linearly separable, e.g. feature extraction on data far from the "
+                                 "pretraining data.", min=0, max=4096, advanced=True)
     pooling: str = _field("auto", "Texts: how the token states become one vector for the head. auto: as the model was trained "
                                   "(mean for sentence-transformers models such as all-MiniLM-L6-v2, the pooler for BERT-style "
                                   "classifiers); mean: the average of the tokens; cls: the first token; pooler: the model's "

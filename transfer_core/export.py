@@ -33,6 +33,7 @@ from torch import nn
 from .errors import RunError
 from .evaluate import predict_inputs
 from .models.base import BuiltModel, ImagePreprocess, TextPreprocess, logits_of
+from .models.huggingface import HIDDEN_HEAD
 from .summary import best_note
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "bundle_template"
@@ -494,14 +495,9 @@ def _readme_raw(built: BuiltModel, formats: list[str]) -> str:
         task = "text-classification" if isinstance(built.preprocess, TextPreprocess) else "image-classification"
         arg = '"This is the text to classify.", truncation=True' if task == "text-classification" else '"photo.jpg"'
         note = "" if task == "text-classification" else _pipeline_image_note(built)
-        if getattr(built.preprocess, "pooling", None) == "mean":
-            return f"""## With Hugging Face transformers
-
-This model classifies the **average of its token states** (mean pooling, as the sentence encoder
-it starts from was trained), while a Hugging Face classifier's own head reads the first token: a
-plain `pipeline("{task}", ...)` on `{HF_DIR}/` loads it but gives other answers. `predict.py`
-does the pooling (see `_first_token_is_mean`); use it, or copy that function.
-"""
+        caveats = _pipeline_caveats(built, task)
+        if caveats:
+            return "## With Hugging Face transformers\n\n" + "\n".join(caveats)
         return f"""## With Hugging Face transformers
 
 ```python
@@ -544,6 +540,24 @@ probs = net(x).softmax(-1)[0]
 print(classes[int(probs.argmax())], float(probs.max()))
 ```
 {onnx}"""
+
+
+def _pipeline_caveats(built: BuiltModel, task: str) -> list[str]:
+    """Why a plain transformers pipeline would answer differently from `predict.py`, one paragraph each."""
+    out = []
+    if getattr(built.preprocess, "pooling", None) == "mean":
+        out.append(f"""This model classifies the **average of its token states** (mean pooling, as the sentence encoder
+it starts from was trained), while a Hugging Face classifier's own head reads the first token: a
+plain `pipeline("{task}", ...)` on `{HF_DIR}/` loads it but gives other answers. `predict.py`
+does the pooling (see `_first_token_is_mean`); use it, or copy that function.
+""")
+    if getattr(built.hf_model.config, HIDDEN_HEAD, None):
+        out.append(f"""This model's head has a **hidden layer** (`{HIDDEN_HEAD}` in `{HF_DIR}/config.json`), while
+transformers builds a single Linear classifier there: a plain `pipeline("{task}", ...)` on `{HF_DIR}/`
+loads it with that classifier left random. `predict.py` puts the trained head back (see
+`_from_pretrained`); use it, or copy that function.
+""")
+    return out
 
 
 def _pipeline_image_note(built: BuiltModel) -> str:

@@ -34,7 +34,7 @@ def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
     cfg = RunConfig.of_saved_run(json.loads((run_dir / CONFIG_FILE).read_text()))
     classes = json.loads((run_dir / LABELS_FILE).read_text())
     built = build_model(cfg.model.name, classes, pretrained=False, head_dropout=cfg.model.head_dropout,
-                        image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root,
+                        head_hidden=cfg.model.head_hidden, image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root,
                         pooling=cfg.model.pooling)
     built.net.load_state_dict(load_file(str(weights)))
     built.net.eval()

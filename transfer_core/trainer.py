@@ -218,8 +218,9 @@ class Trainer:
                 raise DataError("the data changed since this run started; start a new run on the new data")
         seed_everything(cfg.train.seed)  # the new head's initial weights depend on it
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
-                                 head_dropout=cfg.model.head_dropout, image_size=cfg.model.image_size,
-                                 max_length=cfg.model.max_length, runs_dir=self.store.root, pooling=cfg.model.pooling)
+                                 head_dropout=cfg.model.head_dropout, head_hidden=cfg.model.head_hidden,
+                                 image_size=cfg.model.image_size, max_length=cfg.model.max_length,
+                                 runs_dir=self.store.root, pooling=cfg.model.pooling)
         if self.built.modality != self.data.modality:
             raise TransferError(f"model {cfg.model.name} is for {self.built.modality}s but the data holds "
                                 f"{self.data.modality}s; pick a {self.data.modality} model (see `python -m transfer_core models`)")

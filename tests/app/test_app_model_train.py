@@ -188,3 +188,15 @@ def test_model_page_hides_pooling_for_images(app_env, shapes_folder):
     at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn")})
     no_exceptions(at)
     assert not [s for s in at.selectbox if s.key == "cfg.model.pooling"]
+
+
+def test_hidden_units_in_the_head_are_an_advanced_model_setting_and_size_the_head(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__image_size=32)})
+    hidden = at.number_input(key="cfg.model.head_hidden")
+    assert hidden.label == "Hidden units in the head" and hidden.value == 0
+    hidden.set_value(16).run()
+    no_exceptions(at)
+    assert _cfg(at).model.head_hidden == 16
+    # 32 features -> 16 hidden units -> 3 classes, with biases.
+    assert any(m.value == f"{32 * 16 + 16 + 16 * 3 + 3:,}" for m in at.markdown)

@@ -12,7 +12,7 @@ import torch
 
 from transfer_core.models import build_model, list_specs, replace_head
 
-from modelchecks import assert_feature_split, image_batch, text_batch
+from modelchecks import assert_feature_split, assert_well_formed, image_batch, text_batch
 
 TORCHVISION = [s.name for s in list_specs() if s.source == "torchvision"]
 
@@ -256,3 +256,41 @@ def test_every_catalogue_model_answers_the_typed_interface():
         assert built.groups[-1].name == "head", name
         again = replace_head(built, ["x", "y", "z"])
         assert isinstance(again.net, TransferNet) and again.classes == ["x", "y", "z"], name
+
+
+# ---- heads with a hidden layer (model.head_hidden) --------------------------
+
+def _hidden_head_source(family: str, folder) -> tuple[str, dict]:
+    """(model name, build keywords) of a small model of `family`; Hugging Face ones saved to `folder`."""
+    if family in ("distilbert", "roberta"):
+        tok = _tokenizer()
+        _text_model(family, tok.vocab_size).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        return str(folder), {"max_length": 16}
+    if family == "vit":
+        return str(_vit_folder(folder, "ViTForImageClassification")), {"image_size": 32}
+    if family == "tiny_bert":
+        return family, {"max_length": 16}
+    return family, {"image_size": 64 if family in TORCHVISION else 32}
+
+
+@pytest.mark.parametrize("family", [*TORCHVISION, "efficientnet_lite0", "tiny_cnn", "tiny_bert", "distilbert",
+                                    "roberta", "vit"])
+def test_a_hidden_head_is_the_head_group_and_keeps_the_split(family, tmp_path):
+    from transfer_core.models.heads import HeadLinear, HeadMLP
+    from transfer_core.models.huggingface import HIDDEN_HEAD
+    torch.manual_seed(0)
+    name, kwargs = _hidden_head_source(family, tmp_path)
+    built = build_model(name, ["a", "b", "c"], pretrained=False, head_hidden=8, head_dropout=0.3, **kwargs)
+    assert_well_formed(built, 3)
+    (path, head), = [(n, m) for n, m in built.net.named_modules() if isinstance(m, HeadMLP)]
+    assert (head.hidden_features, head.out_features) == (8, 3)
+    assert {f"{path}.{n}" for n, _ in head.named_parameters()} <= set(built.groups[-1].param_names)
+    batch = image_batch(2, kwargs["image_size"]) if "image_size" in kwargs else text_batch(built)
+    assert_feature_split(built, batch)
+    # Back to a linear head (a run:<id> start with model.head_hidden 0).
+    linear = replace_head(built, ["x", "y"], head_dropout=0.1)
+    assert not any(isinstance(m, HeadMLP) for m in linear.net.modules())
+    assert any(isinstance(m, HeadLinear) and m.in_features == head.in_features for m in linear.net.modules())
+    assert linear.hf_model is None or not hasattr(linear.hf_model.config, HIDDEN_HEAD)
+    assert_feature_split(linear, batch)

@@ -158,7 +158,7 @@ class Model:
         folder = str(self.dir / "hf_model")
         if self.kind == "text":
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-            net = transformers.AutoModelForSequenceClassification.from_pretrained(folder).to(self.device).eval()
+            net = _from_pretrained(transformers.AutoModelForSequenceClassification, folder).to(self.device).eval()
             accepted = set(inspect.signature(net.forward).parameters)
             max_length = self.preprocessing["max_length"]
             mean_pooling = self.preprocessing.get("pooling") == "mean"
@@ -170,7 +170,7 @@ class Model:
                 with torch.inference_mode(), _first_token_is_mean(net, batch.get("attention_mask"), mean_pooling):
                     return net(**batch).logits.float().cpu().numpy()
             return run
-        net = transformers.AutoModelForImageClassification.from_pretrained(folder).to(self.device).eval()
+        net = _from_pretrained(transformers.AutoModelForImageClassification, folder).to(self.device).eval()
         transform = image_transform(self.preprocessing)
         # Trained at another resolution than the checkpoint's: position embeddings are interpolated.
         extra = {"interpolate_pos_encoding": True} if self.preprocessing.get("interpolate_pos_encoding") else {}
@@ -197,6 +197,41 @@ class Model:
             ranked = sorted(zip(self.classes, (float(p) for p in row)), key=lambda lp: -lp[1])
             results.append(dict(ranked) if top_k is None else ranked[:top_k])
         return results
+
+
+def _from_pretrained(auto_class, folder: str):
+    """auto_class.from_pretrained(folder), with a head that has a hidden layer put back: the config's
+    "transfer_hidden_head" names the classifiers that are Linear, ReLU, Linear (dropout acts only in
+    training), where transformers builds one Linear and would leave it randomly initialised."""
+    from collections import OrderedDict
+
+    import transformers
+    from safetensors import safe_open
+    from torch import nn
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    hidden = getattr(config, "transfer_hidden_head", None)
+    if not hidden:
+        return auto_class.from_pretrained(folder, config=config)
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()   # its report of the head's keys, which are loaded below
+    try:
+        net = auto_class.from_pretrained(folder, config=config)
+    finally:
+        transformers.logging.set_verbosity(level)
+    paths = hidden["paths"]
+    tensors = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            tensors.update({k: f.get_tensor(k) for k in f.keys() if any(k.startswith(p + ".") for p in paths)})
+    for path in paths:
+        old = net.get_submodule(path)
+        head = nn.Sequential(OrderedDict(hidden=nn.Linear(old.in_features, hidden["units"]), relu=nn.ReLU(),
+                                         output=nn.Linear(hidden["units"], old.out_features)))
+        head.load_state_dict({k[len(path) + 1:]: v for k, v in tensors.items() if k.startswith(path + ".")})
+        parent, _, name = path.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, name, head.to(old.weight.dtype))
+    return net
 
 
 @contextlib.contextmanager

@@ -135,7 +135,7 @@ class BuiltModel:
         raise KeyError(name)
 
 
-HeadReplacer = Callable[["BuiltModel", list[str], float], "BuiltModel"]   # (built, classes, head_dropout)
+HeadReplacer = Callable[["BuiltModel", list[str], float, int], "BuiltModel"]   # (built, classes, head_dropout, head_hidden)
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,7 @@ class RunOrigin:
     labels: tuple[str, ...]     # the run's classes, in its head's order
     runs_dir: str | None        # the runs directory the base is looked up in
     pooling: str                # the pooling the run trained with ("auto" for images)
+    head_hidden: int = 0        # the run's model.head_hidden: the shape of the head its weights hold
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class ModelSpec:
     default_image_size: int = 224
     default_max_length: int = 128
     num_params: int = 0               # approximate, for display before building
-    # build(spec, classes, pretrained=, head_dropout=, image_size=, max_length=) -> BuiltModel
+    # build(spec, classes, pretrained=, head_dropout=, head_hidden=, image_size=, max_length=) -> BuiltModel
     builder: Callable[..., BuiltModel] | None = field(default=None, compare=False, repr=False)
     # A new final layer for other classes; every family has one (heads.replace_head_torch, huggingface.replace_head_hf).
     replace_head: HeadReplacer | None = field(default=None, compare=False, repr=False)
@@ -176,11 +177,11 @@ class ModelSpec:
         """The model the weights started from: the spec's own name, or a run's base model."""
         return self.from_run.base if self.from_run else self.name
 
-    def build(self, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0,
+    def build(self, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0, head_hidden: int = 0,
               image_size: int | None = None, max_length: int | None = None) -> BuiltModel:
         if self.builder is None:
             raise TypeError(f"model {self.name} has no builder")
-        return self.builder(self, list(classes), pretrained=pretrained, head_dropout=head_dropout,
+        return self.builder(self, list(classes), pretrained=pretrained, head_dropout=head_dropout, head_hidden=head_hidden,
                             image_size=image_size or self.default_image_size,
                             max_length=max_length or self.default_max_length)
 

@@ -35,6 +35,47 @@ class HeadLinear(nn.Linear):
         return f"{super().extra_repr()}, dropout={self.dropout}"
 
 
+class HeadMLP(nn.Module):
+    """A head with one hidden layer: dropout, Linear(in, hidden), ReLU, dropout, Linear(hidden, out).
+
+    For frozen features that are not linearly separable (e.g. feature extraction on data far from the
+    pretraining data). It answers what code asks of a HeadLinear: in_features, out_features and the
+    input `dropout`; `hidden_dropout` acts on the hidden layer (a Hugging Face family whose own dropout
+    sits before the head keeps `dropout` at 0, see huggingface.set_head_dropout).
+    """
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, dropout: float = 0.0,
+                 hidden_dropout: float | None = None):
+        super().__init__()
+        self.in_features, self.hidden_features, self.out_features = in_features, hidden_features, out_features
+        self.dropout = float(dropout)
+        self.hidden_dropout = float(dropout if hidden_dropout is None else hidden_dropout)
+        self.hidden = nn.Linear(in_features, hidden_features)
+        self.output = nn.Linear(hidden_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.hidden(F.dropout(x, self.dropout, self.training)))
+        return self.output(F.dropout(x, self.hidden_dropout, self.training))
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, hidden_dropout={self.hidden_dropout}"
+
+
+Head = HeadLinear | HeadMLP
+
+
+def is_hidden_units(value) -> bool:
+    """Whether `value` can be model.head_hidden: a whole number, 0 or more (bool is no number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def make_head(in_features: int, num_classes: int, dropout: float, hidden: int = 0) -> Head:
+    """model.head_hidden 0: a HeadLinear (its state dict keys are those of earlier runs); N: a HeadMLP of N units."""
+    if hidden:
+        return HeadMLP(in_features, hidden, num_classes, dropout)
+    return HeadLinear(in_features, num_classes, dropout)
+
+
 # features_fn(model, pixel_values) -> what the head reads; head_fn(model, features) -> logits.
 FeaturesFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 HeadFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -122,10 +163,11 @@ class PixelClassifier(TransferNet):
         return self.head_logits(self.features(pixel_values))
 
 
-def new_head(old: nn.Linear, num_classes: int, dropout: float) -> HeadLinear:
-    """A freshly initialised head with the input width of `old` (same dtype and device)."""
-    head = HeadLinear(old.in_features, num_classes, dropout)
-    return head.to(device=old.weight.device, dtype=old.weight.dtype)
+def new_head(old: nn.Linear | HeadMLP, num_classes: int, dropout: float, hidden: int = 0) -> Head:
+    """A freshly initialised head with the input width of `old` (a Linear or a HeadMLP; same dtype and device)."""
+    weight = next(old.parameters())
+    head = make_head(old.in_features, num_classes, dropout, hidden)
+    return head.to(device=weight.device, dtype=weight.dtype)
 
 
 def swap_module(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -137,22 +179,22 @@ def swap_module(root: nn.Module, path: str, module: nn.Module) -> None:
         setattr(parent, attr, module)
 
 
-def replace_linear(root: nn.Module, path: str, num_classes: int, dropout: float) -> None:
+def replace_linear(root: nn.Module, path: str, num_classes: int, dropout: float, hidden: int = 0) -> None:
     old = root.get_submodule(path)
-    if not isinstance(old, nn.Linear):
+    if not isinstance(old, (nn.Linear, HeadMLP)):   # a HeadMLP: a run:<id> model trained with a hidden head
         raise TypeError(f"{path} is {type(old).__name__}, not a Linear head")
-    swap_module(root, path, new_head(old, num_classes, dropout))
+    swap_module(root, path, new_head(old, num_classes, dropout, hidden))
 
 
 def silence_dropout(root: nn.Module, paths: list[str]) -> None:
-    """Zero a family's own pre-head dropout: HeadLinear applies head_dropout once, as configured."""
+    """Zero a family's own pre-head dropout: the new head applies head_dropout once, as configured."""
     for path in paths:
         module = root.get_submodule(path)
         if isinstance(module, nn.Dropout):
             module.p = 0.0
 
 
-def replace_head_torch(built, classes: list[str], head_dropout: float = 0.0):
+def replace_head_torch(built, classes: list[str], head_dropout: float = 0.0, head_hidden: int = 0):
     """New head for a plain PyTorch family: the spec names the head's path and how to group."""
-    replace_linear(built.net, built.spec.head_path, len(classes), head_dropout)
+    replace_linear(built.net, built.spec.head_path, len(classes), head_dropout, head_hidden)
     return dataclasses.replace(built, classes=list(classes), groups=built.spec.groups_of(built.net))

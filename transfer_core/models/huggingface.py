@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, Modality, ModelSpec, TextPreprocess, TransferNet
 from .grouping import generic_groups
-from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, swap_module
+from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, HeadMLP, new_head, swap_module
 from .network import OFFLINE_HINT, reachable
 
 # A transformers PreTrainedModel: its submodules are named per architecture (model.classifier, model.bert...),
@@ -40,6 +40,9 @@ KNOWN: dict[str, tuple[Modality, int, str]] = {
 
 # Config keys through which families expose the dropout before their classifier.
 _DROPOUT_KEYS = ("classifier_dropout", "seq_classif_dropout")
+# Config key of a head with a hidden layer ({"units": N, "paths": [...]}): transformers builds a Linear
+# there, so an exported folder says which classifiers its predict.py must rebuild (see bundle_template).
+HIDDEN_HEAD = "transfer_hidden_head"
 
 
 # ---- loading helpers -------------------------------------------------------
@@ -488,24 +491,33 @@ def _outside_base(model: HFModel):
 
 
 def _final_linears(model: HFModel, num_labels: int) -> list[str]:
-    found = [n for n, m in _outside_base(model) if isinstance(m, nn.Linear) and m.out_features == num_labels]
+    """Paths of the final classifier layers: Linears, or HeadMLPs taken whole (their layers are not searched)."""
+    mlps = [n for n, m in _outside_base(model) if isinstance(m, HeadMLP)]
+    found = [n for n, m in _outside_base(model) if isinstance(m, (nn.Linear, HeadMLP)) and m.out_features == num_labels
+             and not any(n.startswith(p + ".") for p in mlps)]
     if not found:
         raise ModelError(f"{type(model).__name__} has no linear classification layer this app can replace; "
                          "pick a standard *ForSequenceClassification or *ForImageClassification model")
     return found
 
 
-def reset_head(model: HFModel, classes: list[str], head_dropout: float) -> None:
-    """Fresh final classifier layer(s) for `classes`; the rest of the classification block is kept."""
+def reset_head(model: HFModel, classes: list[str], head_dropout: float, head_hidden: int = 0) -> None:
+    """Fresh final classifier layer(s) for `classes` (with `head_hidden`, a HeadMLP each); the rest of the
+    classification block is kept."""
     old_k = model.config.num_labels
     std = getattr(model.config, "initializer_range", 0.02)
     own_dropouts = [m for _, m in _outside_base(model) if isinstance(m, nn.Dropout)]
-    for path in _final_linears(model, old_k):
-        old = model.get_submodule(path)
-        new = HeadLinear(old.in_features, len(classes), 0.0 if own_dropouts else head_dropout)
-        nn.init.normal_(new.weight, std=std)
-        nn.init.zeros_(new.bias)
-        swap_module(model, path, new.to(device=old.weight.device, dtype=old.weight.dtype))
+    paths = _final_linears(model, old_k)
+    for path in paths:
+        new = new_head(model.get_submodule(path), len(classes), 0.0 if own_dropouts else head_dropout, head_hidden)
+        if isinstance(new, HeadLinear):   # as the family initialises it; a HeadMLP keeps torch's init, made for ReLU
+            nn.init.normal_(new.weight, std=std)
+            nn.init.zeros_(new.bias)
+        swap_module(model, path, new)
+    if head_hidden:
+        setattr(model.config, HIDDEN_HEAD, {"units": head_hidden, "paths": paths})
+    elif hasattr(model.config, HIDDEN_HEAD):
+        delattr(model.config, HIDDEN_HEAD)
     set_labels(model, classes)
     set_head_dropout(model, head_dropout)
 
@@ -519,22 +531,27 @@ def set_labels(model: HFModel, classes: list[str]) -> None:
 
 
 def set_head_dropout(model: HFModel, p: float) -> None:
-    """Dropout before the classifier: the family's own dropout when it has one, else the HeadLinear's."""
+    """Dropout before the classifier: the family's own dropout when it has one, else the head's (a HeadMLP
+    also applies it to its hidden layer)."""
     for key in _DROPOUT_KEYS:
         if hasattr(model.config, key):
             setattr(model.config, key, p)
     own = [m for _, m in _outside_base(model) if isinstance(m, nn.Dropout)]
     for m in own:
         m.p = p
-    if not own:
-        for path in _final_linears(model, model.config.num_labels):
-            head = model.get_submodule(path)
-            if isinstance(head, HeadLinear):
-                head.dropout = p
-            elif p > 0:
-                new = HeadLinear(head.in_features, head.out_features, p)
-                new.load_state_dict(head.state_dict())
-                swap_module(model, path, new.to(device=head.weight.device, dtype=head.weight.dtype))
+    for path in _final_linears(model, model.config.num_labels):
+        head = model.get_submodule(path)
+        if isinstance(head, HeadMLP):
+            # Its input has the family's dropout where there is one; its hidden layer's is its own.
+            head.dropout, head.hidden_dropout = (0.0 if own else p), p
+        elif own:
+            continue
+        elif isinstance(head, HeadLinear):
+            head.dropout = p
+        elif p > 0:
+            new = HeadLinear(head.in_features, head.out_features, p)
+            new.load_state_dict(head.state_dict())
+            swap_module(model, path, new.to(device=head.weight.device, dtype=head.weight.dtype))
 
 
 def hf_groups(net: HFClassifier):
@@ -627,12 +644,14 @@ def hf_spec(name: str) -> ModelSpec:
                      hub_path=str(Path(name).expanduser()) if local else name, replace_head=replace_head_hf)
 
 
-def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
              image_size: int, max_length: int) -> BuiltModel:
     from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, AutoTokenizer
     source = spec.hub_path
     config = load_config(source)
     saved_labels = [config.id2label[i] for i in sorted(config.id2label)] if getattr(config, "id2label", None) else []
+    # An exported folder with a hidden head: transformers loads a Linear there, so that head is not kept.
+    saved_hidden = bool(getattr(config, HIDDEN_HEAD, None))
     # num_labels first: its setter rewrites id2label, which is then given its real names.
     config.num_labels = len(classes)
     config.id2label = {i: c for i, c in enumerate(classes)}
@@ -660,9 +679,9 @@ def build_hf(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_drop
                          "not loaded (unpickling could run code); use a copy of the model saved as safetensors") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise _explain(spec.name, exc) from exc
-    if pretrained and saved_labels != list(classes):
+    if head_hidden or saved_hidden or (pretrained and saved_labels != list(classes)):
         # A checkpoint head for other labels (same count) would load silently; start it afresh.
-        reset_head(model, classes, head_dropout)
+        reset_head(model, classes, head_dropout, head_hidden)
     set_head_dropout(model, head_dropout)
     model.train()
     pre: TextPreprocess | ImagePreprocess
@@ -693,9 +712,9 @@ def identity_pooler(model: HFModel) -> bool:
     return True
 
 
-def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float = 0.0) -> BuiltModel:
+def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float = 0.0, head_hidden: int = 0) -> BuiltModel:
     model = built.hf_model
-    reset_head(model, classes, head_dropout)
+    reset_head(model, classes, head_dropout, head_hidden)
     size = built.preprocess.image_size if isinstance(built.preprocess, ImagePreprocess) else None
     return wrap(built.spec, model, classes, built.preprocess, size)
 

