@@ -42,7 +42,7 @@ def _materialise(shifted: bool) -> Path:
     final = cache_root() / "demo" / ("digits-shifted-v1" if shifted else "digits-v1")
     if final.is_dir():
         return final
-    from sklearn.datasets import load_digits   # ships inside scikit-learn: no download
+    from sklearn.datasets import load_digits  # ships inside scikit-learn: no download
     digits = load_digits()
     rng = np.random.default_rng(SHIFT_SEED)
     final.parent.mkdir(parents=True, exist_ok=True)
