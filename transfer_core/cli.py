@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Short names for the settings people change most; every setting also has its --section.name option.
 ALIASES = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
            "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
-           "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed"}
+           "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed",
+           "adapt.target": "--target", "adapt.target_val": "--target-val", "adapt.method": "--adapt"}
 SETTING = "setting:"   # argparse dest prefix of the options made from the config
 
 

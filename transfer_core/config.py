@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_warmup", "plateau")
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+ADAPT_METHODS = ("none", "dann", "coral")
 POOLINGS = ("auto", "mean", "cls", "pooler")
 
 
@@ -141,6 +142,21 @@ class TrainConfig:
 
 
 @dataclass
+class AdaptConfig:
+    target: str = _field("", "Unlabelled data from the new domain the model should work on: an image folder or .zip "
+                             "(class folders optional: their labels are not used), or a text file (a label column is not "
+                             "used). Needed by the dann and coral methods.")
+    target_val: str = _field("", "Optional labelled data from the new domain, in the training data's format: each epoch "
+                                 "reports the model's accuracy on it (target_accuracy). Never trained on.")
+    method: str = _field("none", "Domain adaptation: none (train on the labelled data only), dann (a domain classifier "
+                                 "behind a gradient-reversal layer makes the features domain-invariant), coral (aligns "
+                                 "the second-order statistics of the features of both domains, Deep CORAL).",
+                         choices=ADAPT_METHODS)
+    weight: float = _field(1.0, "Weight of the adaptation loss (for dann, its largest value: the weight grows from 0 "
+                                "over the run, as in DANN's schedule).", min=0.0, max=100.0, advanced=True)
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -148,6 +164,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     # ---- serialisation -------------------------------------------------
     def to_dict(self) -> dict:
@@ -231,6 +248,12 @@ class RunConfig:
         if self.freeze.preset == "staged" and self.freeze.staged_head_epochs >= self.train.epochs:
             problems.append(f"freeze.staged_head_epochs ({self.freeze.staged_head_epochs}) must be below train.epochs ({self.train.epochs}) "
                             "so there is an epoch to train everything; raise the epochs or use feature_extraction.")
+        if self.adapt.method != "none" and not self.adapt.target.strip():
+            problems.append(f"adapt.method {self.adapt.method} needs unlabelled data from the new domain; give it with "
+                            "--target PATH (adapt.target), or set adapt.method none.")
+        if self.adapt.method != "none" and self.freeze.preset == "feature_extraction":
+            problems.append(f"adapt.method {self.adapt.method} changes the features, but feature_extraction freezes "
+                            "every layer that makes them; choose freeze.preset top_k, full, staged or gradual.")
         return problems
 
     def check(self) -> "RunConfig":

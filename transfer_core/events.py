@@ -85,6 +85,7 @@ class EpochEnded(Event):
     lr: float
     seconds: float
     improved: bool = False
+    target_accuracy: float | None = None   # on labelled data of the new domain (adapt.target_val), when given
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,9 @@ def cache_cut(built: BuiltModel, trainable: tuple[str, ...], config: RunConfig) 
     """
     if not config.train.cache_features or not built.net.supports_feature_split or not trainable:
         return None
+    if config.adapt.method != "none":
+        return None     # target samples run through the whole network at every step, and change it
+
     if inputs_change_each_epoch(config, built.modality):
         return None
     names = [g.name for g in built.groups]

@@ -46,13 +46,16 @@ def check_allowed(path: str | Path, roots: Iterable[str | Path], *, what: str = 
     raise error(f"{what} {str(path)[:200]} is {outside_rule(roots)}")
 
 
+DATA_PATH_FIELDS = ("data.path", "data.val_path", "adapt.target", "adapt.target_val")
+
+
 def check_config_paths(config, roots: Iterable[str | Path]) -> None:
     """Refuse a run config whose data paths or local model folder lie outside `roots` (demo: and hub names pass)."""
     from .errors import ModelError
     from .models import huggingface
 
     roots = list(roots)
-    for field_name in ("data.path", "data.val_path"):
+    for field_name in DATA_PATH_FIELDS:
         value = str(config.get(field_name) or "").strip()
         if value and not value.startswith("demo:"):
             check_allowed(value, roots, what=field_name)

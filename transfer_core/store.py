@@ -572,7 +572,7 @@ class RunStore:
                           run_id))
         elif isinstance(event, EpochEnded):
             insert_metrics(conn, [(run_id, "epoch", event.step, event.epoch, name, number(getattr(event, name)),
-                                    event.time) for name in EPOCH_METRICS])
+                                    event.time) for name in EPOCH_METRICS if getattr(event, name) is not None])
             summary = loads(conn.execute("SELECT best_metrics_json FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
             row = {"epoch": event.epoch, "step": event.step, **{name: getattr(event, name) for name in EPOCH_METRICS}}
             summary = after_epoch(summary, row, watched_metric(conn, run_id))

@@ -13,7 +13,8 @@ import pandas as pd
 DB_NAME = "runs.sqlite"
 SCHEMA_VERSION = 2
 STEP_METRICS = ("loss", "lr", "samples_per_second")
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds")
+EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "seconds",
+                 "target_accuracy")
 ROWS_PER_INSERT = 512   # x 7 parameters, well under SQLite's 32,766 limit
 
 # Each entry upgrades the schema from version i to i + 1; append, never edit.

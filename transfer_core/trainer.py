@@ -49,6 +49,7 @@ from .freezing import (
     plan_segments,
     set_train_mode,
 )
+from .loop.adaptation import adaptation_components
 from .loop.best_epoch import BestEpoch
 from .loop.checkpointing import Checkpointing, restore_weights
 from .loop.component import EpochOutcome, LoopComponent
@@ -100,7 +101,8 @@ class FitResult:
                 "val_accuracy": m.get("val_accuracy"), "val_macro_f1": m.get("val_macro_f1"),
                 "val_loss": m.get("val_loss"), "test_accuracy": m.get("test_accuracy"),
                 "best_epoch": self.best_epoch, "best_metric": m.get("best_metric"), "best_value": m.get("best_value"),
-                "best_val_accuracy": m.get("best_val_accuracy"), "message": self.message}
+                "best_val_accuracy": m.get("best_val_accuracy"), "message": self.message,
+                **{k: m[k] for k in ("target_accuracy", "target_macro_f1") if k in m}}
 
 
 class _Stopped(Exception):
@@ -172,7 +174,10 @@ class Trainer:
         # comes last, so that it records what every other component decided (an early stop among them).
         schedule = [PlateauSchedule()] if config.optim.scheduler == "plateau" else []
         self.components: list[LoopComponent] = [DivergenceGuard(), BestEpoch(), *schedule, NormStatistics(), self.inputs,
-                                                 *components, self.checkpointing]
+                                                 *adaptation_components(config), *components, self.checkpointing]
+        self.needs_features = any(c.needs_features for c in self.components)
+        self.step_features: torch.Tensor | None = None   # this step's head input, when a component needs it
+        self.extra_metrics: dict = {}                    # components' numbers for the final metrics
 
     # ---- the whole run ------------------------------------------------
     def run(self, *, resume: bool, extra_epochs: int) -> FitResult:
@@ -355,7 +360,10 @@ class Trainer:
         for forward, targets in self.inputs.train_batches(self, epoch, first_step):
             self._check_control(epoch, step_in_epoch, totals)
             with autocast(self.device, self.amp):
-                logits = forward()
+                if self.needs_features:
+                    self.step_features, logits = forward()
+                else:
+                    logits = forward()
                 loss = criterion(logits.float(), targets)
                 for component in self.components:
                     extra = component.extra_loss(self, logits, targets)
@@ -406,7 +414,8 @@ class Trainer:
         self.emit(EpochEnded(self.run_id, time.time(), epoch=epoch, step=self.state.global_step,
                              train_loss=row["train_loss"], train_accuracy=row["train_accuracy"], val_loss=row["val_loss"],
                              val_accuracy=row["val_accuracy"], val_macro_f1=row["val_macro_f1"],
-                             lr=head_lr(self.optimizer), seconds=totals.seconds, improved=outcome.improved))
+                             lr=head_lr(self.optimizer), seconds=totals.seconds, improved=outcome.improved,
+                             target_accuracy=row.get("target_accuracy")))
         return outcome
 
     def _check_control(self, epoch: int, step_in_epoch: int, totals: EpochTotals) -> None:

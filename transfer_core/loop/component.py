@@ -26,6 +26,10 @@ class EpochOutcome:
 
 
 class LoopComponent:
+    # True: each training step computes the head's input apart (TransferNet.forward_with_features) and the
+    # loop keeps it in `loop.step_features` for extra_loss; every layer then runs at every step (no cache).
+    needs_features: bool = False
+
     def run_started(self, loop: Trainer, *, resumed: bool) -> None:
         """Everything is set up and RunStarted is out; the first step comes next."""
 

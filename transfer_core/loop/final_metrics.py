@@ -23,6 +23,7 @@ def final_metrics(loop) -> dict:
         test = loop.evaluate("test", TEST_PREDICTIONS_FILE)
         metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_loss=test["loss"])
         full["test"] = test
+    metrics.update(loop.extra_metrics)   # components' own numbers (target_accuracy of domain adaptation)
     full.update(summary=metrics, history=history, hardware=hardware(loop))
     loop.output.write_json(METRICS_FILE, full)
     return metrics

@@ -30,7 +30,8 @@ class StepInputs(LoopComponent):
 
     def segment_started(self, loop) -> None:
         # Cache only groups that never trained, so their outputs are those of the start weights.
-        self.cut = segments_cut(loop.built, loop.state.segments[:loop.seg_index + 1], loop.config)
+        self.cut = None if loop.needs_features else segments_cut(loop.built, loop.state.segments[:loop.seg_index + 1],
+                                                                   loop.config)
         self.features = None
         self.pending = self.cut is not None
 
@@ -72,7 +73,7 @@ class StepInputs(LoopComponent):
         # Images always cost work per item (decoding or augmenting, or at least gathering and collating
         # pixels); on a GPU, workers do it while the previous step computes. Texts are tokenized already.
         workers = loader_workers(cfg.train.num_workers, device, per_item_work=loop.built.modality == "image")
-        forward = loop.forward
+        forward = net.forward_with_features if loop.needs_features else loop.forward
         for inputs, batch_targets, _ in batching.device_batches(loop.built, self.train_samples, batches, device,
                                                                 num_workers=workers, seed=cfg.train.seed * 100_003 + epoch,
                                                                 channels_last=loop.channels_last, keep_on_device=True):

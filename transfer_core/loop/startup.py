@@ -8,7 +8,7 @@ from ..config import ConfigError, RunConfig, TrainConfig
 from ..errors import DataError, RunError, RunFilesMissing
 from ..events import RunStatus
 from ..models import get_spec
-from ..paths import check_config_paths
+from ..paths import DATA_PATH_FIELDS, check_config_paths
 from ..preparation import guess_modality
 from ..store import RunRecord, RunStore
 
@@ -20,7 +20,8 @@ def check_startable(config: RunConfig, *, runs_dir=None, allowed_roots: list | N
         check_config_paths(config, allowed_roots)
     config.check()
     spec = get_spec(config.model.name, runs_dir=runs_dir)
-    for field_name, path in (("data.path", config.data.path), ("data.val_path", config.data.val_path)):
+    for field_name in DATA_PATH_FIELDS:
+        path = str(config.get(field_name) or "").strip()
         if path and not path.startswith("demo:") and not Path(path).exists():
             raise DataError(f"{field_name}: nothing at {path}; give an existing folder, .zip or CSV/TSV/JSONL file")
     modality = guess_modality(config.data.path, allowed_roots=allowed_roots)

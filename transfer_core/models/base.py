@@ -71,6 +71,11 @@ class TransferNet(nn.Module):
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} has no head/feature split")
 
+    def forward_with_features(self, *args: Any, **batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of one forward pass: what domain adaptation needs from a source batch."""
+        features = self.features(*args, **batch)
+        return features, self.head_logits(features)
+
     def prefix(self, cut: int, *args: Any, **batch: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} cannot be cut between layer groups")
 
