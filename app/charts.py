@@ -11,6 +11,7 @@ from .text import plot
 
 TRAIN_COLOUR = "#2f6fde"
 VAL_COLOUR = "#e8590c"
+TARGET_COLOUR = "#2f9e44"   # the new domain of domain adaptation
 LR_COLOUR = "#2b8a3e"
 SPLIT_COLOURS = {"train": TRAIN_COLOUR, "val": VAL_COLOUR, "test": "#868e96"}
 
@@ -75,6 +76,9 @@ def training_curves(epochs: pd.DataFrame, steps: pd.DataFrame, steps_per_epoch: 
                         line=dict(color=TRAIN_COLOUR), legendgroup="train", showlegend=False, row=1, col=2)
         fig.add_scatter(x=xe, y=epochs["val_accuracy"], name="validation", mode="lines+markers",
                         line=dict(color=VAL_COLOUR), legendgroup="val", showlegend=False, row=1, col=2)
+        if "target_accuracy" in epochs and epochs["target_accuracy"].notna().any():   # domain adaptation
+            fig.add_scatter(x=xe, y=epochs["target_accuracy"], name="new domain", mode="lines+markers",
+                            line=dict(color=TARGET_COLOUR, dash="dot"), row=1, col=2)
         if not len(steps):
             fig.add_scatter(x=xe, y=epochs["lr"], name="learning rate", mode="lines+markers",
                             line=dict(color=LR_COLOUR), showlegend=False, row=1, col=3)

@@ -1,7 +1,7 @@
 """Data: pick or upload a labelled data set, see what is in it and what may go wrong."""
 import streamlit as st
 
-from app import data_sources, data_ui
+from app import data_sources, data_ui, domain_ui
 from app.demo import describe_path
 from app.forms import render_settings
 from app.nav import page_file
@@ -54,4 +54,6 @@ with friendly("read the data"):
 
     st.subheader("Examples")
     data_ui.show_samples(found.dataset)
+    domain_ui.new_domain_section(cfg, found.dataset.modality)
+    save_draft(cfg)
     st.page_link(page_file("2_model"), label="Next: choose the model and its layers", icon=":material/arrow_forward:")

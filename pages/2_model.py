@@ -1,7 +1,7 @@
 """Model and layers: pick a pretrained model and decide which of its layer groups train."""
 import streamlit as st
 
-from app import model_ui
+from app import domain_ui, model_ui
 from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
@@ -92,6 +92,9 @@ save_draft(cfg)
 for warning in rate_warnings(cfg, spec):
     st.warning(md(warning) + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
                icon=":material/speed:")
+
+domain_ui.method_choice(cfg)
+save_draft(cfg)
 
 with st.expander("When to use each preset"):
     for label, text in model_ui.PRESETS.values():

@@ -35,6 +35,9 @@ if hardware:
 if "test_accuracy" in summary:
     st.caption(f"Test set (measured once, at the end): accuracy {fmt_pct(summary['test_accuracy'])}, "
                f"macro F1 {fmt_pct(summary.get('test_macro_f1'))}.")
+if "target_accuracy" in summary:
+    st.caption(f"New domain (labelled examples, never trained on): accuracy {fmt_pct(summary['target_accuracy'])}, "
+               f"macro F1 {fmt_pct(summary.get('target_macro_f1'))}.")
 st.caption(f"Measured on {val.get('num_samples', '?')} validation examples the model never trained on. "
            f"Model {md(record.model)}, data {md(record.dataset)}, status {record.status}.")
 if best_note(summary):

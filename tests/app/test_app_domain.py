@@ -1,0 +1,58 @@
+"""AppTest: the new-domain step on the Data page, the adaptation method on the Model page, and the new
+domain's line on the live chart (app/domain_ui.py, app/charts.py)."""
+from __future__ import annotations
+
+import pandas as pd
+from apphelpers import draft, no_exceptions, open_app
+
+from app import charts
+from transfer_core.config import RunConfig
+
+
+def _draft(at) -> RunConfig:
+    return RunConfig.from_dict(at.session_state["draft_config"])
+
+
+def test_the_digits_demo_offers_its_shifted_copy_as_the_new_domain(app_env):
+    at = open_app("1_data", session={"draft_config": draft(data__path="demo:digits?per_class=10",
+                                                           model__name="tiny_cnn", model__pretrained=False)})
+    no_exceptions(at)
+    assert any("Domain adaptation" in m.value for m in at.markdown)
+    at.button(key="domain_digits").click().run()
+    no_exceptions(at)
+    cfg = _draft(at)
+    assert (cfg.adapt.target, cfg.adapt.target_val) == ("demo:digits-shifted", "demo:digits-shifted")
+    assert any("898 unlabelled images" in s.value for s in at.success)
+    at.button(key="domain_clear").click().run()
+    no_exceptions(at)
+    assert (_draft(at).adapt.target, _draft(at).adapt.method) == ("", "none")
+
+
+def test_the_model_page_asks_how_to_adapt_and_says_what_blocks_it(app_env):
+    at = open_app("2_model", session={"draft_config": draft(
+        data__path="demo:digits?per_class=10", model__name="tiny_cnn", model__pretrained=False,
+        adapt__target="demo:digits-shifted", adapt__target_val="demo:digits-shifted")})
+    no_exceptions(at)
+    at.selectbox(key="cfg.adapt.method").set_value("dann").run()
+    no_exceptions(at)
+    assert any("feature_extraction freezes" in e.value for e in at.error)   # the default preset freezes it all
+    at.radio(key="cfg.freeze.preset").set_value("full").run()
+    no_exceptions(at)
+    assert not [e for e in at.error if "adapt" in e.value]
+    assert _draft(at).adapt.method == "dann"
+
+
+def test_without_a_new_domain_the_model_page_does_not_ask(app_env):
+    at = open_app("2_model", session={"draft_config": draft(data__path="demo:digits?per_class=10",
+                                                            model__name="tiny_cnn", model__pretrained=False)})
+    no_exceptions(at)
+    assert "cfg.adapt.method" not in [w.key for w in at.selectbox]
+
+
+def test_the_live_chart_draws_the_new_domain_only_when_measured():
+    epochs = pd.DataFrame({"epoch": [0, 1], "train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6],
+                           "train_accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7], "lr": [0.1, 0.1]})
+    plain = charts.training_curves(epochs, pd.DataFrame())
+    adapted = charts.training_curves(epochs.assign(target_accuracy=[0.2, 0.35]), pd.DataFrame())
+    assert "new domain" not in [t.name for t in plain.data]
+    assert [list(t.y) for t in adapted.data if t.name == "new domain"] == [[0.2, 0.35]]
