@@ -143,5 +143,17 @@ def layer_params(groups: list[dict]) -> go.Figure:
     return _layout(fig, height=260, title="Parameters per layer group (blue: trains)", hovermode="closest")
 
 
+def layer_probe(layers: list[dict], best: str) -> go.Figure:
+    """Validation accuracy of a linear head on each layer group's output (probe.ProbeResult), input to output."""
+    names = [plot(row["layer"]) for row in layers]
+    colours = [VAL_COLOUR if row["layer"] == best else "#ced4da" for row in layers]
+    fig = go.Figure(go.Bar(x=names, y=[row["val_accuracy"] for row in layers], marker_color=colours,
+                           customdata=[row["features"] for row in layers],
+                           hovertemplate="%{x}: %{y:.1%} (%{customdata} features)<extra></extra>"))
+    fig.update_yaxes(title="validation accuracy", range=[0, 1.02], tickformat=".0%")
+    fig.update_xaxes(title="layer group the head reads (input → output)")
+    return _layout(fig, height=300, title="A linear head on each layer's features", hovermode="closest")
+
+
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and not math.isnan(x)

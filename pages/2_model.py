@@ -6,6 +6,7 @@ from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.nav import page_file
+from app.probe_ui import probe_section
 from app.recipes_ui import recipe_box
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
@@ -93,6 +94,7 @@ for warning in rate_warnings(cfg, spec):
     st.warning(md(warning) + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
                icon=":material/speed:")
 
+probe_section(cfg)
 domain_ui.method_choice(cfg)
 save_draft(cfg)
 

@@ -1,4 +1,4 @@
-"""AppTest: the new-domain step on the Data page, the adaptation method on the Model page, and the new
+"""AppTest: the layer probe and the adaptation method on the Model page, the new-domain step on the Data page, and the new
 domain's line on the live chart (app/domain_ui.py, app/charts.py)."""
 from __future__ import annotations
 
@@ -56,3 +56,15 @@ def test_the_live_chart_draws_the_new_domain_only_when_measured():
     adapted = charts.training_curves(epochs.assign(target_accuracy=[0.2, 0.35]), pd.DataFrame())
     assert "new domain" not in [t.name for t in plain.data]
     assert [list(t.y) for t in adapted.data if t.name == "new domain"] == [[0.2, 0.35]]
+
+
+def test_the_model_page_measures_which_layer_transfers_best(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__pretrained=False, model__image_size=16)})
+    no_exceptions(at)
+    at.button(key="probe_start").click().run()
+    no_exceptions(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Best: **`block" in text and "validation accuracy with a linear head" in text
+    again = at.run()   # kept for the session: shown again without measuring
+    assert "Best: **`block" in " ".join(m.value for m in again.markdown)
