@@ -411,3 +411,16 @@ def to_device(batch: dict, device: torch.device, non_blocking: bool = False, cha
     if channels_last and "pixel_values" in out:
         out["pixel_values"] = out["pixel_values"].contiguous(memory_format=torch.channels_last)
     return out
+
+
+def concat_inputs(first: dict, second: dict, pad_id: int = 0) -> dict:
+    """Two device batches as one: images stacked; token batches padded on the right to the longer one
+    (input_ids with `pad_id`, masks and token types with 0), as the loader pads."""
+    joined = {}
+    for key, a in first.items():
+        b = second[key]
+        if a.ndim == 2 and a.shape[1] != b.shape[1]:
+            width, fill = max(a.shape[1], b.shape[1]), pad_id if key == "input_ids" else 0
+            a, b = (torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill) for t in (a, b))
+        joined[key] = torch.cat([a, b])
+    return joined

@@ -362,6 +362,7 @@ class Trainer:
             with autocast(self.device, self.amp):
                 if self.needs_features:
                     self.step_features, logits = forward()
+                    logits = logits[:len(targets)]   # rows a component added (extend_batch) have no label
                 else:
                     logits = forward()
                 loss = criterion(logits.float(), targets)

@@ -86,9 +86,17 @@ class DomainAdaptation(LoopComponent):
         loop.notify(f"domain adaptation ({self.method}): {len(target)} unlabelled samples of the new domain join "
                     "every training step; every layer runs at every step")
 
+    def extend_batch(self, loop, inputs: dict, index: int) -> dict:
+        # One forward for both domains, as TLlib's DANN: BatchNorm normalises the mixed batch, in training and
+        # in the exact statistics the evaluated model keeps (NormStatistics), so the features a target sample
+        # gets at evaluation are those it got in training. Separate forwards left the target features trained
+        # with target batch statistics but evaluated with the source's.
+        pad_id = getattr(getattr(loop.built.preprocess, "tokenizer", None), "pad_token_id", None) or 0
+        return batching.concat_inputs(inputs, self._target_batch(loop, index), pad_id)
+
     def extra_loss(self, loop, logits, targets):
-        source = loop.step_features.flatten(1)
-        target = loop.built.net.features(**self._target_batch(loop)).flatten(1)
+        features = loop.step_features.flatten(1)
+        source, target = features[:len(targets)], features[len(targets):]
         if self.method == "coral":
             return loop.config.adapt.weight * coral_loss(source.float(), target.float())
         classifier = self._classifier(loop, source.shape[1])
@@ -122,13 +130,13 @@ class DomainAdaptation(LoopComponent):
             self.restored = None
         return self.classifier
 
-    def _target_batch(self, loop) -> dict:
-        """The target samples of this step: batch `step % n` of target epoch `step // n`, shuffled per target
+    def _target_batch(self, loop, step: int) -> dict:
+        """The target samples of `step`: batch `step % n` of target epoch `step // n`, shuffled per target
         epoch by the run's seed, so a resumed run sees what an uninterrupted one does."""
         assert self.samples is not None
         batch_size = min(loop.state.batch_size, len(self.samples))
         per_epoch = math.ceil(len(self.samples) / batch_size)
-        epoch, index = divmod(loop.state.global_step, per_epoch)
+        epoch, index = divmod(step, per_epoch)
         if self.order[0] != epoch:
             self.order = (epoch, batching.epoch_batches(len(self.samples), batch_size, shuffle=True,
                                                         seed=loop.config.train.seed + 7919, epoch=epoch,

@@ -36,6 +36,12 @@ class LoopComponent:
     def segment_started(self, loop: Trainer) -> None:
         """A freezing stage begins: its groups are trainable and its optimizer and schedule are new."""
 
+    def extend_batch(self, loop: Trainer, inputs: dict, index: int) -> dict:
+        """Samples to add after a batch's own (domain adaptation's target samples), for components with
+        needs_features: at training step `index`, and for batch `index` of the exact BatchNorm statistics, so
+        that both see the same mix. The loss and accuracy read only the batch's own rows; step_features holds all."""
+        return inputs
+
     def extra_loss(self, loop: Trainer, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """A term added to this step's loss before the backward pass (None: nothing to add)."""
         return None

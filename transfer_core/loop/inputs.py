@@ -73,11 +73,14 @@ class StepInputs(LoopComponent):
         # Images always cost work per item (decoding or augmenting, or at least gathering and collating
         # pixels); on a GPU, workers do it while the previous step computes. Texts are tokenized already.
         workers = loader_workers(cfg.train.num_workers, device, per_item_work=loop.built.modality == "image")
-        forward = net.forward_with_features if loop.needs_features else loop.forward
         for inputs, batch_targets, _ in batching.device_batches(loop.built, self.train_samples, batches, device,
                                                                 num_workers=workers, seed=cfg.train.seed * 100_003 + epoch,
                                                                 channels_last=loop.channels_last, keep_on_device=True):
-            yield (lambda i=inputs: forward(**i)), batch_targets.to(device, non_blocking=True)
+            if loop.needs_features:   # (features, logits), of the batch and what components add to it
+                yield ((lambda i=inputs: net.forward_with_features(**extended(loop, i, loop.state.global_step))),
+                       batch_targets.to(device, non_blocking=True))
+            else:
+                yield (lambda i=inputs: loop.forward(**i)), batch_targets.to(device, non_blocking=True)
 
     def norm_statistics_forwards(self, loop) -> Iterator[Callable]:
         """One forward per batch of training samples, as evaluation sees them (no augmentation),
@@ -94,9 +97,10 @@ class StepInputs(LoopComponent):
                 yield partial(_autocast_call, device, amp, net.head_logits, feats[torch.tensor(idx, device=device)])
         else:
             samples = self.eval_samples_of(loop, "train") if cfg.augment.enabled else self.train_samples
-            for inputs, _, _ in batching.device_batches(loop.built, samples, batches, device,
-                                                        channels_last=loop.channels_last, keep_on_device=True):
-                yield partial(_autocast_call, device, amp, net, **inputs)
+            for index, (inputs, _, _) in enumerate(batching.device_batches(loop.built, samples, batches, device,
+                                                                           channels_last=loop.channels_last,
+                                                                           keep_on_device=True)):
+                yield partial(_autocast_call, device, amp, net, **extended(loop, inputs, index))
 
     # ---- evaluation ---------------------------------------------------------
     def predictions(self, loop, split: str):
@@ -160,6 +164,13 @@ class StepInputs(LoopComponent):
                     f"frozen layers ({frozen}): each sample went through them once; epochs now run from "
                     f"{loop.built.groups[cut].name} on")
         return caches
+
+
+def extended(loop, inputs: dict, index: int) -> dict:
+    """`inputs` with what the components add (LoopComponent.extend_batch)."""
+    for component in loop.components:
+        inputs = component.extend_batch(loop, inputs, index)
+    return inputs
 
 
 def _autocast_call(device: torch.device, amp, fn: Callable, *args, **kwargs):
