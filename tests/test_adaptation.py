@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 from test_cli import cli
-from test_trainer import Recorder, image_config
+from test_trainer import Recorder, image_config, text_config
 
 from transfer_core.config import ConfigError, RunConfig
 from transfer_core.control import RunControl
@@ -152,3 +152,13 @@ def test_unlabelled_texts_need_only_a_text_column_and_labelled_data_loses_its_la
     empty.mkdir()
     with pytest.raises(DataError):
         load_unlabelled(str(empty), modality="image")
+
+
+def test_texts_adapt_too_with_target_batches_padded_to_the_source_batches(topics_csv, tmp_path, store):
+    target = tmp_path / "new_domain.csv"
+    target.write_text("text\n" + "\n".join(f"a much longer text number {i} " * (1 + i % 4) for i in range(30)),
+                      encoding="utf-8")
+    cfg = text_config(topics_csv, adapt__target=str(target), adapt__target_val=str(topics_csv), adapt__method="dann")
+    result = fit(cfg, store=store)
+    assert result.status == RunStatus.COMPLETED, result.message
+    assert 0.0 <= result.metrics["target_accuracy"] <= 1.0
