@@ -4,14 +4,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from transfer_core.cli import ALIASES
 from transfer_core.config import RunConfig, iter_fields
 
 from .resources import runs_dir
 
-# Settings with their own CLI flag.
-FLAGS = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
-         "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
-         "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed"}
+# Settings with their own CLI flag: the CLI's short names.
+FLAGS = ALIASES
 ALWAYS = ("data.path", "model.name", "freeze.preset", "train.epochs")
 
 
@@ -51,7 +50,7 @@ def cli_command(cfg: RunConfig, name: str | None = None) -> str:
     for dotted, _, value in iter_fields(cfg):
         if value == defaults[dotted] and dotted not in ALWAYS:
             continue
-        if dotted in ("data.path", "data.val_path"):
+        if dotted in ("data.path", "data.val_path", "adapt.target", "adapt.target_val"):
             value = _show_path(value)
         if dotted in FLAGS:
             args += [FLAGS[dotted], _text(value)]

@@ -35,6 +35,7 @@ LABELS = {
     "freeze.staged_lr_factor": "Learning-rate factor after unfreezing",
     "freeze.top_k": "Groups that train (k, counting the head)",
     "freeze.body_lr_factor": "Pretrained layers' share of the learning rate",
+    "adapt.method": "Adaptation method", "adapt.weight": "Adaptation loss weight",
 }
 
 

@@ -35,6 +35,12 @@ PRESETS = {
                "You pick exactly which groups train with the switches in the layer map."),
 }
 
+def presets_explained() -> None:
+    with st.expander("When to use each preset"):
+        for label, text in PRESETS.values():
+            st.markdown(f"- **{label}**: {text}")
+
+
 FREEZING_TEXT = (
     "A pretrained network is a stack of layer groups: the lower ones detect simple patterns (edges, colours, word "
     "pieces), the higher ones combine them into concepts, and a new **head** on top maps those to your classes. "

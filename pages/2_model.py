@@ -1,12 +1,11 @@
 """Model and layers: pick a pretrained model and decide which of its layer groups train."""
 import streamlit as st
 
-from app import domain_ui, model_ui
+from app import domain_ui, model_ui, probe_ui
 from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
 from app.layers import layer_map
 from app.nav import page_file
-from app.probe_ui import probe_section
 from app.recipes_ui import recipe_box
 from app.resources import allowed_roots, runs_dir
 from app.state import WIDGET_PREFIX, draft, has_data, save_draft, seed_widget
@@ -94,11 +93,8 @@ for warning in rate_warnings(cfg, spec):
     st.warning(md(warning) + " Change the rates on the Train page (learning rate) or in the advanced settings above.",
                icon=":material/speed:")
 
-probe_section(cfg)
-domain_ui.method_choice(cfg)
+probe_ui.probe_section(cfg)
+domain_ui.method_choice(cfg)   # (only with a new domain on the Data page)
 save_draft(cfg)
-
-with st.expander("When to use each preset"):
-    for label, text in model_ui.PRESETS.values():
-        st.markdown(f"- **{label}**: {text}")
+model_ui.presets_explained()
 st.page_link(page_file("3_train"), label="Next: train", icon=":material/arrow_forward:")

@@ -48,7 +48,8 @@ with friendly("read the model choice"):
     spec = get_spec(cfg.model.name, runs_dir=runs_dir(), allowed_roots=allowed_roots())
     st.markdown(f"**Data:** {md(describe_path(cfg.data.path))} · **Model:** {md(spec.name)} "
                 f"({model_ui.AVAILABILITY[availability(spec, cfg.model.pretrained, probe=False)]}) · "
-                f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}")
+                f"**Layers:** {cfg.freeze.preset.replace('_', ' ')}" +
+                (f" · **New domain:** {md(describe_path(cfg.adapt.target))} ({cfg.adapt.method})" if cfg.adapt.target else ""))
     st.caption("Change them on the Data and Model and layers pages.")
 
 sections = ("optim", "train") + (("augment",) if modality == "image" else ())
