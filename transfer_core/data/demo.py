@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -18,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .cache import cache_root
+from .cache import cache_root, write_folder_once
 from .digits_demo import DIGIT_CLASSES, load_digits_demo
 from .folders import load_image_folder
 from .types import Dataset, Sample
@@ -163,23 +160,15 @@ def materialise_fashion_mnist(per_class: int) -> Path:
     labels, _ = _read_idx(FASHION_DIR / "train-labels-idx1-ubyte.gz", 2049, 8)
     pixels, shape = _read_idx(FASHION_DIR / "train-images-idx3-ubyte.gz", 2051, 16)
     images = pixels.reshape(shape)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".fashion-mnist-{per_class}-", dir=final.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for class_index, label in enumerate(FASHION_CLASSES):
             folder = tmp / _fashion_folder_name(label)
             folder.mkdir()
             # The first N of each class in file order: deterministic and independent of N's neighbours.
             for i in np.flatnonzero(labels == class_index)[:per_class]:
                 Image.fromarray(images[i]).save(folder / f"{int(i):05d}.png")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # anything but "another process finished first"
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return write_folder_once(final, fill)
 
 
 def load_fashion_mnist(per_class: int = FASHION_DEFAULT_PER_CLASS) -> Dataset:

@@ -8,15 +8,12 @@ trained on the first and tested on the second meets the shift that domain adapta
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .cache import cache_root
+from .cache import cache_root, write_folder_once
 from .folders import load_image_folder
 from .splits import limit_per_class
 from .types import Dataset
@@ -45,9 +42,8 @@ def _materialise(shifted: bool) -> Path:
     from sklearn.datasets import load_digits  # ships inside scikit-learn: no download
     digits = load_digits()
     rng = np.random.default_rng(SHIFT_SEED)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         for label in DIGIT_CLASSES:
             (tmp / label).mkdir()
         for i in range(1 if shifted else 0, len(digits.images), 2):
@@ -56,14 +52,7 @@ def _materialise(shifted: bool) -> Path:
             if shifted:
                 image = _shift(image, rng)
             image.save(tmp / str(digits.target[i]) / f"{i:04d}.png")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # anything but "another process finished first"
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return write_folder_once(final, fill)
 
 
 def _shift(image: Image.Image, rng: np.random.Generator) -> Image.Image:
