@@ -35,7 +35,8 @@ def test_numeric_class_names_times_and_words_in_the_browser(app_server, context,
     page = open_page(context, app_server["url"])
     sidebar(page, "Data")
     page.get_by_test_id("stRadio").get_by_text("Images (.zip)", exact=True).click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(ratings_zip(tmp_path / "ratings.zip")))
+    page.locator(".st-key-upload_zip").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        str(ratings_zip(tmp_path / "ratings.zip")))
     expect(page.get_by_role("heading", name="Using: your upload ratings.zip")).to_be_visible(timeout=120_000)
     expect(page.get_by_text("Samples per class", exact=True)).to_be_visible(timeout=60_000)
     ticks = page.locator(".js-plotly-plot .xtick text")

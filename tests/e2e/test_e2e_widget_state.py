@@ -41,7 +41,8 @@ def test_split_setting_shows_the_value_in_use_after_switching_sources(app_server
     page = open_page(context, app_server["url"])
     page.get_by_test_id("stSidebarNav").get_by_text("Data", exact=True).click()
     page.get_by_test_id("stRadio").get_by_text("Images (.zip)", exact=True).click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(shapes_zip(tmp_path / "shapes.zip")))
+    uploader = page.locator(".st-key-upload_zip").get_by_test_id("stFileUploaderDropzoneInput")  # not the new domain's
+    uploader.set_input_files(str(shapes_zip(tmp_path / "shapes.zip")))
     expect(page.get_by_role("heading", name="Using: your upload shapes.zip")).to_be_visible(timeout=120_000)
     share = page.get_by_label("Validation share", exact=True)
     before = in_use(app_server, "data.val_fraction")         # the draft is shared with the other browser tests
