@@ -9,7 +9,7 @@ from transfer_core.feature_cache import augmentation_blocks_cache, cache_cut
 from transfer_core.freezing import final_trainable, frozen_gap
 
 from . import charts, model_ui
-from .state import WIDGET_PREFIX, draft, save_draft
+from .state import WIDGET_PREFIX, draft, save_draft, seed_widget
 from .text import md
 from .ui import fmt_bytes, fmt_duration, fmt_int
 
@@ -26,9 +26,34 @@ def _toggled(group_names: list[str]) -> None:
     save_draft(cfg)
 
 
+def feature_layer_choice(cfg: RunConfig, classes: tuple) -> None:
+    """'The head reads': the last layer group (as pretrained) or an inner one (model.feature_layer), for the
+    models whose groups can be cut; a choice made for another model is dropped."""
+    full = model_ui.built_model(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length,
+                                cfg.model.head_hidden)
+    below = [g.name for g in full.groups[:-1]]
+    options = [""] + below[:-1] if full.net.can_probe(full.groups) else [""]
+    if cfg.model.feature_layer not in options:
+        cfg.model.feature_layer = ""
+    key = WIDGET_PREFIX + "model.feature_layer"
+    seed_widget(key, cfg.model.feature_layer)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = cfg.model.feature_layer
+    if len(options) == 1:
+        return
+    cfg.model.feature_layer = str(st.selectbox(
+        "The head reads", options, key=key,
+        format_func=lambda name: f"{below[-1]}: the last group, as pretrained" if not name else
+        f"{name}: the groups above it are removed",
+        help="Which layer group's output the new head classifies. On data far from what the model was pretrained "
+             "on, a middle group can transfer better: 'Which layer transfers best?' below measures each one."))
+    save_draft(cfg)
+
+
 def layer_map(cfg: RunConfig, classes: tuple, modality: str, n_train: int, n_val: int) -> None:
+    feature_layer_choice(cfg, classes)
     built = model_ui.built_model(cfg.model.name, classes, cfg.model.image_size, cfg.model.max_length,
-                                 cfg.model.head_hidden)
+                                 cfg.model.head_hidden, cfg.model.feature_layer)
     groups = model_ui.layer_groups(built)
     names = [g["group"] for g in groups]
     if cfg.freeze.preset == "custom" and not cfg.freeze.trainable_groups:

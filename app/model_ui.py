@@ -82,6 +82,12 @@ POOLING_WORDS = {"mean": "the average of all its tokens", "cls": "its first toke
                  "pooler": "its pooler (a trained layer on the first token)"}
 
 
+def drawn_elsewhere(spec) -> tuple[str, ...]:
+    """Model settings the form of model settings leaves out: drawn by their own widgets, or not for this modality."""
+    drawn = ("model.name", "model.feature_layer")   # the model picker; "The head reads" above the layer map
+    return drawn + (("model.max_length", "model.pooling") if spec.modality == "image" else ("model.image_size",))
+
+
 def pooling_caption(spec, pooling: str) -> str:
     """What the text model's head reads, in words; for auto, what auto means for this model."""
     if pooling != "auto":
@@ -92,14 +98,16 @@ def pooling_caption(spec, pooling: str) -> str:
     return f"Pooling auto: the head reads {POOLING_WORDS[chosen]}, {why}."
 
 
-@st.cache_resource(show_spinner="Loading the model's layer map...", max_entries=2)
-def built_model(name: str, classes: tuple, image_size: int, max_length: int, head_hidden: int = 0):
+@st.cache_resource(show_spinner="Loading the model's layer map...", max_entries=3)
+def built_model(name: str, classes: tuple, image_size: int, max_length: int, head_hidden: int = 0,
+                feature_layer: str = ""):
     """The network (offline weights loaded, online ones left random so nothing downloads here). Its groups
-    and sizes do not depend on model.pooling, which is left on auto here; the head's size depends on head_hidden."""
+    and sizes do not depend on model.pooling, which is left on auto here; the head's size depends on head_hidden,
+    the groups kept on feature_layer."""
     spec = get_spec(name, runs_dir=runs_dir())
     pretrained = spec.offline or spec.source in ("local", "run")
     return build_model(name, list(classes), pretrained=pretrained, image_size=image_size, max_length=max_length,
-                       head_hidden=head_hidden, runs_dir=runs_dir())
+                       head_hidden=head_hidden, runs_dir=runs_dir(), feature_layer=feature_layer)
 
 
 def layer_groups(built) -> list[dict]:

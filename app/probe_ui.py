@@ -9,7 +9,9 @@ from transfer_core.errors import TransferError
 from transfer_core.probe import ProbeResult, probe
 
 from . import charts
+from .nav import page_file
 from .resources import allowed_roots, runs_dir
+from .state import WIDGET_PREFIX, draft, save_draft
 from .text import md
 
 RESULTS = "probe_results"   # session state: {what was probed: the result}
@@ -55,3 +57,17 @@ def probe_section(cfg: RunConfig) -> None:
                    f"what {cfg.model.name} was pretrained on, and the groups above `{best['layer']}` specialise in that")
         st.markdown(f"Best: **`{best['layer']}`**, {best['val_accuracy']:.1%} validation accuracy with a linear head; "
                     f"{verdict}.")
+        chosen = "" if best is last else best["layer"]
+        if cfg.model.feature_layer == chosen:
+            st.caption(f"The head reads `{best['layer']}` (The head reads, above the layer map).")
+        elif st.button(f"Train from {best['layer']}", key="probe_use_best", icon=":material/arrow_forward:",
+                       on_click=_read_from, args=(chosen,),
+                       help="The head reads this group (the groups above it are removed); then on to the Train page."):
+            st.switch_page(page_file("3_train"))
+
+
+def _read_from(layer: str) -> None:
+    cfg = draft()
+    cfg.model.feature_layer = layer
+    st.session_state[WIDGET_PREFIX + "model.feature_layer"] = layer
+    save_draft(cfg)

@@ -62,8 +62,8 @@ with friendly("describe the model"):
         st.info(f"{md(spec.name)} downloads its weights when a run starts, so it needs the network; Start checks that "
                 "the download source answers. With no network, pick a model marked ready ✓.",
                 icon=":material/cloud_download:")
-    skip = ("model.name", "model.max_length", "model.pooling") if spec.modality == "image" else ("model.name", "model.image_size")
-    render_settings(cfg, ("model",), skip=skip, columns=2, advanced_label="Advanced model settings")
+    render_settings(cfg, ("model",), skip=model_ui.drawn_elsewhere(spec), columns=2,
+                    advanced_label="Advanced model settings")
     if spec.modality == "text":
         st.caption(model_ui.pooling_caption(spec, cfg.model.pooling))
 

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 ALIASES = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
            "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
            "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed",
-           "adapt.target": "--target", "adapt.target_val": "--target-val", "adapt.method": "--adapt"}
+           "adapt.target": "--target", "adapt.target_val": "--target-val", "adapt.method": "--adapt",
+           "model.feature_layer": "--feature-layer"}
 SETTING = "setting:"   # argparse dest prefix of the options made from the config
 
 

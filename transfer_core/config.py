@@ -62,6 +62,10 @@ class ModelConfig:
                                   "(mean for sentence-transformers models such as all-MiniLM-L6-v2, the pooler for BERT-style "
                                   "classifiers); mean: the average of the tokens; cls: the first token; pooler: the model's "
                                   "pooler on the first token. Ignored for images.", choices=POOLINGS)
+    feature_layer: str = _field("", "The layer group the head reads (pooled as the layer probe does); the groups above it are "
+                                    "removed. Empty: the last group below the head. On data far from the pretraining data a "
+                                    "middle group often transfers better (python -m transfer_core probe measures each).",
+                                advanced=True)
 
 
 @dataclass

@@ -304,6 +304,8 @@ def _manifest(built: BuiltModel, formats: list[str], skipped: dict, notes: dict,
     return {
         "model": built.spec.name,
         "modality": built.modality,
+        # the layer group the head reads, when not the last (model.feature_layer; the groups above are not in the files)
+        **({"feature_layer": built.feature_layer} if built.feature_layer else {}),
         "export_format": built.export_format,
         "formats": formats,
         "skipped": skipped,
@@ -447,6 +449,8 @@ def _readme(built: BuiltModel, formats: list[str], skipped: dict, parity: dict, 
     text = isinstance(built.preprocess, TextPreprocess)
     parts = [
         f"# {built.spec.name} fine-tuned for {len(classes)} classes\n",
+        (f"Its head reads the layer group `{built.feature_layer}`; the layers above it were removed and are not "
+         "in these files.\n") if built.feature_layer else "",
         "Classes, in the order of the model's outputs (`labels.json`):\n",
         "\n".join(f"{i}. `{c}`" for i, c in enumerate(classes)) + "\n",
         _readme_quickstart(classes, text, formats),

@@ -115,6 +115,8 @@ def cache_key(config: RunConfig, built: BuiltModel, data_fingerprint: str, split
                 "data": data_fingerprint, "split": split, "version": 1}
     if cut is not None and cut != len(built.groups) - 1:
         identity.update(cut=[cut, built.groups[cut].name], version=2)
+    if built.feature_layer:   # the same model read at an inner group: other features
+        identity["feature_layer"] = built.feature_layer
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -35,7 +35,7 @@ def load_run_model(store: RunStore, run_id: str) -> BuiltModel:
     classes = json.loads((run_dir / LABELS_FILE).read_text())
     built = build_model(cfg.model.name, classes, pretrained=False, head_dropout=cfg.model.head_dropout,
                         head_hidden=cfg.model.head_hidden, image_size=cfg.model.image_size, max_length=cfg.model.max_length, runs_dir=store.root,
-                        pooling=cfg.model.pooling)
+                        pooling=cfg.model.pooling, feature_layer=cfg.model.feature_layer)
     built.net.load_state_dict(load_file(str(weights)))
     built.net.eval()
     return built

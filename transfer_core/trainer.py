@@ -225,7 +225,8 @@ class Trainer:
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
                                  head_dropout=cfg.model.head_dropout, head_hidden=cfg.model.head_hidden,
                                  image_size=cfg.model.image_size, max_length=cfg.model.max_length,
-                                 runs_dir=self.store.root, pooling=cfg.model.pooling)
+                                 runs_dir=self.store.root, pooling=cfg.model.pooling,
+                                 feature_layer=cfg.model.feature_layer)
         if self.built.modality != self.data.modality:
             raise TransferError(f"model {cfg.model.name} is for {self.built.modality}s but the data holds "
                                 f"{self.data.modality}s; pick a {self.data.modality} model (see `python -m transfer_core models`)")

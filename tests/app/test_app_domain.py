@@ -68,3 +68,32 @@ def test_the_model_page_measures_which_layer_transfers_best(app_env, shapes_fold
     assert "Best: **`block" in text and "validation accuracy with a linear head" in text
     again = at.run()   # kept for the session: shown again without measuring
     assert "Best: **`block" in " ".join(m.value for m in again.markdown)
+    # One click: the head reads the best group, and the Train page is next.
+    result = next(iter(again.session_state["probe_results"].values()))
+    names = [layer.layer for layer in result.layers]
+    if result.best_layer == names[-1]:
+        assert any("The head reads `" in c.value for c in again.caption)
+    else:
+        again.button(key="probe_use_best").click().run()
+        assert _draft(again).model.feature_layer == result.best_layer
+
+
+def test_the_head_reads_an_inner_group_chosen_above_the_layer_map(app_env, shapes_folder):
+    at = open_app("2_model", session={"draft_config": draft(data__path=str(shapes_folder), model__name="tiny_cnn",
+                                                            model__pretrained=False, model__image_size=16)})
+    no_exceptions(at)
+    choice = at.selectbox(key="cfg.model.feature_layer")
+    assert choice.options == ["block3: the last group, as pretrained", "block1: the groups above it are removed",
+                              "block2: the groups above it are removed"]
+    assert {"layer.block1", "layer.block2", "layer.block3", "layer.head"} <= {t.key for t in at.toggle}
+    choice.set_value("block2").run()
+    no_exceptions(at)
+    assert _draft(at).model.feature_layer == "block2"
+    toggles = {t.key for t in at.toggle}
+    assert "layer.block3" not in toggles and {"layer.block2", "layer.head"} <= toggles   # the map shows what is kept
+    # A model without those groups: the choice does not carry over.
+    at.session_state["draft_config"] = draft(data__path=str(shapes_folder), model__name="efficientnet_lite0",
+                                             model__image_size=32, model__feature_layer="block2")
+    at.run()
+    no_exceptions(at)
+    assert _draft(at).model.feature_layer == ""

@@ -128,6 +128,8 @@ class BuiltModel:
     export_format: Literal["hf", "torch"] = "torch"
     # The underlying Hugging Face model when export_format == "hf" (net wraps it).
     hf_model: Any = None
+    # model.feature_layer when the head reads that inner group (the groups above it are gone); "" otherwise.
+    feature_layer: str = ""
 
     @property
     def modality(self) -> str:
@@ -152,6 +154,7 @@ class RunOrigin:
     runs_dir: str | None        # the runs directory the base is looked up in
     pooling: str                # the pooling the run trained with ("auto" for images)
     head_hidden: int = 0        # the run's model.head_hidden: the shape of the head its weights hold
+    feature_layer: str = ""     # the run's model.feature_layer: the group its head reads
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import BuiltModel, ImagePreprocess, Modality, ModelSpec, TextPreprocess, TransferNet
+from .base import BuiltModel, ImagePreprocess, LayerGroup, Modality, ModelSpec, TextPreprocess, TransferNet
+from .feature_layer import groups_with_head
 from .grouping import generic_groups
 from .heads import IMAGENET_MEAN, IMAGENET_STD, HeadLinear, HeadMLP, new_head, swap_module
 from .network import OFFLINE_HINT, reachable
@@ -563,14 +564,19 @@ def hf_groups(net: HFClassifier):
     """
     model = net.model
     base = _base_prefix(model)
+    return generic_groups(net, f"model.{base}" if base else "model", _head_prefixes(model))
+
+
+def _head_prefixes(model: HFModel) -> list[str]:
+    """The module paths (under the HFClassifier) of the head group: see hf_groups."""
+    base = _base_prefix(model)
+    if not base:
+        return [f"model.{p}" for p in _final_linears(model, model.config.num_labels)]
     head = [f"model.{n}" for n, _ in model.named_children() if n != base]
-    if base:
-        pooler = getattr(getattr(model, base), "pooler", None)
-        if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
-            head.append(f"model.{base}.pooler")
-        return generic_groups(net, f"model.{base}", head)
-    last = _final_linears(model, model.config.num_labels)
-    return generic_groups(net, "model", [f"model.{p}" for p in last])
+    pooler = getattr(getattr(model, base), "pooler", None)
+    if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
+        head.append(f"model.{base}.pooler")
+    return head
 
 
 def text_preprocess(tokenizer, config, max_length: int, name: str) -> TextPreprocess:
@@ -608,16 +614,31 @@ def native_image_size(config) -> int:
     return int(size) if isinstance(size, int) and size > 0 else 224
 
 
-def wrap(spec: ModelSpec, model: HFModel, classes: list[str], preprocess, image_size: int | None = None) -> BuiltModel:
-    """BuiltModel around a transformers classifier, with groups and the export format set."""
+def wrap(spec: ModelSpec, model: HFModel, classes: list[str], preprocess, image_size: int | None = None,
+         below: list[LayerGroup] | None = None) -> BuiltModel:
+    """BuiltModel around a transformers classifier, with groups and the export format set. `below`: the
+    groups under the head, kept as they are (a model cut at model.feature_layer keeps its group names)."""
     interpolate = False
     if spec.modality == "image" and image_size is not None and image_size != native_image_size(model.config):
         interpolate = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
     net = HFClassifier(model, interpolate_pos_encoding=interpolate, pooling=getattr(preprocess, "pooling", "cls"))
-    built = BuiltModel(spec=spec, net=net, groups=hf_groups(net), classes=list(classes), preprocess=preprocess,
+    groups = hf_groups(net) if below is None else groups_with_head(net, below, _head_prefixes(model))
+    built = BuiltModel(spec=spec, net=net, groups=groups, classes=list(classes), preprocess=preprocess,
                        export_format="hf", hf_model=model)
     net.set_prefix_cuts(built.groups)
     return built
+
+
+def keep_encoder_layers(built: BuiltModel, cut: int) -> BuiltModel:
+    """A BERT-family model with only the groups below `cut` (a key of its prefix_cuts) and its own head on top:
+    a standard model with fewer encoder layers, so pooling, export and predict work as before."""
+    net = built.net
+    assert isinstance(net, HFClassifier) and cut in net.prefix_cuts
+    kept = net.prefix_cuts[cut]
+    base, layers = net._encoder()
+    base.encoder.layer = nn.ModuleList(list(layers)[:kept])
+    built.hf_model.config.num_hidden_layers = kept
+    return wrap(built.spec, built.hf_model, built.classes, built.preprocess, below=built.groups[:cut])
 
 
 # ---- specs and builder -----------------------------------------------------
@@ -716,7 +737,9 @@ def replace_head_hf(built: BuiltModel, classes: list[str], head_dropout: float =
     model = built.hf_model
     reset_head(model, classes, head_dropout, head_hidden)
     size = built.preprocess.image_size if isinstance(built.preprocess, ImagePreprocess) else None
-    return wrap(built.spec, model, classes, built.preprocess, size)
+    below = built.groups[:-1] if built.feature_layer else None   # a cut model keeps its group names
+    return dataclasses.replace(wrap(built.spec, model, classes, built.preprocess, size, below=below),
+                               feature_layer=built.feature_layer)
 
 
 

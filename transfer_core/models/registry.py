@@ -70,10 +70,11 @@ def get_spec(name: str, *, runs_dir: str | Path | None = None,
 
 def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_dropout: float = 0.0,
                 head_hidden: int = 0, image_size: int | None = None, max_length: int | None = None,
-                runs_dir: str | Path | None = None, pooling: str = "auto") -> BuiltModel:
+                runs_dir: str | Path | None = None, pooling: str = "auto", feature_layer: str = "") -> BuiltModel:
     """A network ready to fine-tune for `classes` (see BuiltModel for the batch contract); `pooling`
     is model.pooling (texts: how token states become the head's input; auto: as the model was trained),
-    `head_hidden` model.head_hidden (0: a linear head; N: a head with one hidden layer of N units)."""
+    `head_hidden` model.head_hidden (0: a linear head; N: a head with one hidden layer of N units),
+    `feature_layer` model.feature_layer (the layer group the head reads; "": the last, see feature_layer.py)."""
     classes = [str(c) for c in classes]
     if not classes:
         raise ModelError("no classes given; the data must have at least one labelled class")
@@ -86,7 +87,9 @@ def build_model(name: str, classes: list[str], *, pretrained: bool = True, head_
     built = spec.build(classes, pretrained=pretrained, head_dropout=head_dropout, head_hidden=head_hidden,
                        image_size=image_size, max_length=max_length)
     from . import huggingface
-    return huggingface.set_pooling(built, pooling, fresh=pretrained and spec.source != "run")
+    from .feature_layer import read_from_layer
+    built = huggingface.set_pooling(built, pooling, fresh=pretrained and spec.source != "run")
+    return read_from_layer(built, feature_layer, head_dropout, head_hidden)
 
 
 def _check_hidden(head_hidden: int) -> None:
@@ -105,4 +108,7 @@ def replace_head(built: BuiltModel, classes: list[str], head_dropout: float = 0.
     if built.spec.replace_head is None:
         raise ModelError(f"model {built.spec.name} cannot get a new head; pick another model")
     _check_hidden(head_hidden)
+    from .feature_layer import InnerLayerNet, replace_inner_head
+    if isinstance(built.net, InnerLayerNet):   # its head is its own, not where the family keeps one
+        return replace_inner_head(built, classes, head_dropout, head_hidden)
     return built.spec.replace_head(built, classes, head_dropout, head_hidden)

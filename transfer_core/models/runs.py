@@ -68,7 +68,15 @@ def run_spec(name: str, runs_dir: str | Path | None = None, _depth: int = 0) -> 
         builder=build_run, aliases=(),
         from_run=RunOrigin(base=base_name, run_dir=str(folder), labels=tuple(labels),
                            runs_dir=None if runs_dir is None else str(runs_dir), pooling=_run_pooling(model, base),
-                           head_hidden=_run_head_hidden(model, folder)))
+                           head_hidden=_run_head_hidden(model, folder), feature_layer=_run_feature_layer(model, folder)))
+
+
+def _run_feature_layer(model: dict, folder: Path) -> str:
+    """The group the run's head reads ("" in runs saved before model.feature_layer existed: the last one)."""
+    layer = model.get("feature_layer") or ""
+    if not isinstance(layer, str):
+        raise ModelError(f"run '{folder.name}' has a model.feature_layer that is not a layer group's name; pick another run")
+    return layer
 
 
 def _run_head_hidden(model: dict, folder: Path) -> int:
@@ -94,14 +102,14 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
     are the run's own, else a new head is put on."""
     from safetensors.torch import load_model
 
-    from .registry import build_model
+    from .registry import build_model, replace_head
     origin = spec.from_run
     assert origin is not None and spec.replace_head is not None   # run_spec sets both
     folder, labels = Path(origin.run_dir), list(origin.labels)
     # The run's own head shape, so its weights load; the head asked for replaces it below.
     built = build_model(origin.base, labels, pretrained=False, head_dropout=head_dropout, head_hidden=origin.head_hidden,
                         image_size=image_size, max_length=max_length, runs_dir=origin.runs_dir,
-                        pooling=origin.pooling)
+                        pooling=origin.pooling, feature_layer=origin.feature_layer)
     try:
         load_model(built.net, str(folder / WEIGHTS_FILE), strict=True)
     except RuntimeError as exc:
@@ -114,5 +122,5 @@ def build_run(spec: ModelSpec, classes: list[str], *, pretrained: bool, head_dro
         raise ModelError(f"could not read weights.safetensors of run '{folder.name}' ({type(exc).__name__}); pick another run") from exc
     built = dataclasses.replace(built, spec=spec)
     if list(classes) != list(labels) or head_hidden != origin.head_hidden:
-        built = spec.replace_head(built, classes, head_dropout, head_hidden)
+        built = replace_head(built, classes, head_dropout, head_hidden)
     return built
