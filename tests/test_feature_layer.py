@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from test_export import run_predict_script, write_images
+from test_head_hidden import fit_with_and_without_cache
 from test_trainer import image_config, text_config
 
 from transfer_core.errors import ModelError
@@ -80,11 +81,7 @@ def test_a_bert_model_keeps_its_own_form_with_fewer_encoder_layers(tmp_path):
 
 def test_a_run_from_an_inner_group_caches_reloads_and_exports(digits_folder, store, tmp_path):
     extra = {"freeze__preset": "feature_extraction", "model__feature_layer": "block2", "model__head_hidden": 8}
-    cached = fit(image_config(digits_folder, **extra), store=store)
-    plain = fit(image_config(digits_folder, train__cache_features=False, **extra), store=store)
-    assert cached.status == plain.status == RunStatus.COMPLETED, cached.message
-    assert cached.metrics["val_accuracy"] == plain.metrics["val_accuracy"]
-    assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], abs=1e-5)
+    cached = fit_with_and_without_cache(image_config, digits_folder, store, **extra)
 
     built = load_run_model(store, cached.run_id)
     assert built.feature_layer == "block2" and isinstance(built.net.head, HeadMLP) and built.net.head.in_features == 16

@@ -30,6 +30,17 @@ def hidden_head(net: torch.nn.Module) -> HeadMLP:
     return heads[0]
 
 
+def fit_with_and_without_cache(build, path, store, **extra):
+    """Train the run `build(path, **extra)` describes with the frozen-feature cache and without it; both must end
+    with the same validation scores. Returns the cached run's result."""
+    cached = fit(build(path, **extra), store=store)
+    plain = fit(build(path, train__cache_features=False, **extra), store=store)
+    assert cached.status == plain.status == RunStatus.COMPLETED, cached.message
+    assert cached.metrics["val_accuracy"] == plain.metrics["val_accuracy"]
+    assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], abs=1e-5)
+    return cached
+
+
 def test_head_is_scriptable_and_answers_as_a_linear_head():
     head = HeadMLP(8, HIDDEN, 3, dropout=0.5).eval()
     assert (head.in_features, head.out_features, head.hidden_features) == (8, 3, HIDDEN)
@@ -45,11 +56,7 @@ def test_feature_extraction_trains_the_whole_hidden_head_and_caches_its_input(ma
     build = image_config if make_config == "image" else text_config
     extra = {"freeze__preset": "feature_extraction", "model__head_hidden": HIDDEN, "model__head_dropout": 0.1,
              "optim__lr": 0.01}
-    cached = fit(build(path, **extra), store=store)
-    plain = fit(build(path, train__cache_features=False, **extra), store=store)
-    assert cached.status == plain.status == RunStatus.COMPLETED, cached.message
-    assert cached.metrics["val_accuracy"] == plain.metrics["val_accuracy"]
-    assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], abs=1e-5)
+    cached = fit_with_and_without_cache(build, path, store, **extra)
 
     built = load_run_model(store, cached.run_id)
     head = hidden_head(built.net)

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import ModelError
 from .base import BuiltModel, ImagePreprocess, LayerGroup, TransferNet
 from .grouping import groups_from_params
-from .heads import Head, make_head, swap_module
+from .heads import Head, make_head, new_head, swap_module
 
 
 class InnerLayerNet(TransferNet):
@@ -116,7 +116,6 @@ def replace_inner_head(built: BuiltModel, classes: list[str], head_dropout: floa
     """A new head for an InnerLayerNet (a run trained from an inner layer, used for other classes)."""
     net = built.net
     assert isinstance(net, InnerLayerNet)
-    weight = next(net.head.parameters())
-    net.head = make_head(net.head.in_features, len(classes), head_dropout, head_hidden).to(device=weight.device, dtype=weight.dtype)
+    net.head = new_head(net.head, len(classes), head_dropout, head_hidden)
     below = [dataclasses.replace(g, module_names=[]) for g in built.groups[:-1]]
     return dataclasses.replace(built, classes=list(classes), groups=groups_with_head(net, below, ["head"]))
