@@ -155,5 +155,20 @@ def layer_probe(layers: list[dict], best: str) -> go.Figure:
     return _layout(fig, height=300, title="A linear head on each layer's features", hovermode="closest")
 
 
+def precision_recall(curve: pd.DataFrame, positive: str, chosen: dict, default: dict) -> go.Figure:
+    """The precision-recall curve of the class to find (decision.ValidationScores.curve), with the chosen
+    threshold's point and the default 0.5's."""
+    fig = go.Figure(go.Scatter(x=curve["recall"], y=curve["precision"], mode="lines", line=dict(color=TRAIN_COLOUR),
+                               customdata=curve["threshold"], name="every threshold",
+                               hovertemplate="threshold %{customdata:.3f}<br>recall %{x:.1%}<br>precision %{y:.1%}"
+                                             "<extra></extra>"))
+    for point, colour, name in ((default, "#868e96", "0.5 (default)"), (chosen, VAL_COLOUR, "chosen")):
+        fig.add_scatter(x=[point["recall"]], y=[point["precision"]], mode="markers", name=f"{name}: {point['threshold']:.3f}",
+                        marker=dict(color=colour, size=12), hovertemplate="recall %{x:.1%}<br>precision %{y:.1%}<extra></extra>")
+    fig.update_xaxes(title=plot(f"recall: share of '{positive}' found"), range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(title="precision: share of alarms that are right", range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, height=340, title="Precision and recall on the validation data", hovermode="closest")
+
+
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and not math.isnan(x)

@@ -185,6 +185,19 @@ def data_problem(cfg: RunConfig) -> str:
         return f"the data could not be read ({type(exc).__name__}); check it on the Data page"
 
 
+def imbalance_suggestion(cfg: RunConfig) -> str:
+    """When the data report warns that the classes are imbalanced and class balance is off: what to turn on
+    (markdown, the user's class names escaped)."""
+    if cfg.train.class_balance != "none" or data_problem(cfg):
+        return ""
+    finding = next((f for f in inspect(cfg).report.findings if f.code == "imbalance"), None)
+    if finding is None:
+        return ""
+    return (f"{md(finding.message)} Set **Class balance** to *weighted_loss* (every class counts the same in the "
+            f"loss) or *balanced_sampler* (every class is drawn about equally often), so the model does not learn "
+            f"to favour the large class.")
+
+
 def show_report(report) -> None:
     """Each finding as one plain sentence and what to do about it."""
     if not report.findings:

@@ -2,9 +2,11 @@
 change), zipped, and offered for download."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transfer_core.export import zip_bundle
+from transfer_core.run_files import DECISION_FILE
 from transfer_core.runs import export_run
 
 from .data_ui import safe_name
@@ -17,10 +19,20 @@ def bundle_zip(run_id: str) -> Path:
 
 
 def up_to_date(run_id: str) -> bool:
+    """The zipped bundle holds the run's weights and its decision threshold as they are now."""
     store = get_store()
     zipped = bundle_zip(run_id)
     weights = store.run_dir(run_id) / WEIGHTS_FILE
-    return zipped.exists() and weights.exists() and zipped.stat().st_mtime >= weights.stat().st_mtime
+    fresh = zipped.exists() and weights.exists() and zipped.stat().st_mtime >= weights.stat().st_mtime
+    return fresh and _json_or_none(store.run_dir(run_id) / DECISION_FILE) == _json_or_none(
+        export_dir(run_id) / "bundle" / DECISION_FILE)
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def build_bundle(run_id: str):

@@ -21,7 +21,7 @@ LABELS = {
     "optim.lr": "Learning rate", "optim.optimizer": "Optimizer", "optim.scheduler": "Learning-rate schedule",
     "optim.grad_clip": "Gradient clipping", "optim.nesterov": "Nesterov momentum (SGD)", "freeze.preset": "Layers that train",
     "train.epochs": "Epochs", "train.batch_size": "Batch size",
-    "train.device": "Device", "train.seed": "Random seed", "train.num_workers": "Data-loading workers",
+    "train.device": "Device", "train.seed": "Random seed", "train.class_balance": "Class balance", "train.num_workers": "Data-loading workers",
     "train.early_stopping_patience": "Early-stopping patience", "train.cache_features": "Cache frozen features", "train.cache_images": "Decode images once", "train.compile": "Compile the model (torch.compile)",
     "data.val_fraction": "Validation share", "data.test_fraction": "Test share",
     "data.max_per_class": "Max samples per class", "data.dedupe": "Drop exact duplicates",

@@ -9,10 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from transfer_core.config import RunConfig
+from transfer_core.decision import predicted_classes
 from transfer_core.evaluate import load_predictions, predict_inputs
 from transfer_core.preparation import load_configured
 from transfer_core.run_files import METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE
-from transfer_core.runs import load_run_model
+from transfer_core.runs import load_run_model, run_rule
 
 from .resources import allowed_roots, get_store
 from .text import md
@@ -100,12 +101,15 @@ def run_model(run_id: str):
     return _model(run_id, _mtime(store.run_dir(run_id) / WEIGHTS_FILE))
 
 
-def predict_top(run_id: str, item, k: int) -> list[dict]:
-    """Top-k labels and probabilities for one input (a PIL image or a text)."""
+def predict_top(run_id: str, item, k: int) -> tuple[dict, list[dict]]:
+    """The decided label with its probability (the run's decision threshold decides, when it has one) and the
+    top-k labels with theirs, for one input (a PIL image or a text)."""
     built = run_model(run_id)
-    probs = predict_inputs(built, [item])[0]
-    order = probs.argsort()[::-1][:k]
-    return [{"label": built.classes[i], "probability": float(probs[i])} for i in order]
+    probs = predict_inputs(built, [item])
+    decided = int(predicted_classes(probs, built.classes, run_rule(get_store(), run_id))[0])
+    order = probs[0].argsort()[::-1][:k]
+    return ({"label": built.classes[decided], "probability": float(probs[0][decided])},
+            [{"label": built.classes[i], "probability": float(probs[0][i])} for i in order])
 
 
 def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_row: int = 6) -> None:

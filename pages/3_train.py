@@ -3,7 +3,7 @@ import streamlit as st
 
 from app import model_ui
 from app.commands import cli_command
-from app.data_ui import data_problem
+from app.data_ui import data_problem, imbalance_suggestion
 from app.demo import describe_path
 from app.forms import (
     changed_settings,
@@ -67,6 +67,9 @@ if spec is not None:
             st.rerun()
 problems = render_settings(cfg, sections, columns=3)
 save_draft(cfg)
+suggestion = imbalance_suggestion(cfg)
+if suggestion:
+    st.info(suggestion, icon=":material/balance:")
 if spec is not None:
     for warning in rate_warnings(cfg, spec):
         st.warning(md(warning), icon=":material/speed:")

@@ -6,6 +6,7 @@ from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
 from app.text import md
+from app.threshold_ui import decision_section
 from app.ui import fmt_duration, fmt_pct, pick_run
 from transfer_core.csvsafe import csv_bytes
 from transfer_core.summary import best_note
@@ -58,6 +59,8 @@ with right:
     st.download_button("Download per-class scores (CSV)", csv_bytes(results_ui.per_class_table(val)),
                        file_name=f"{record.id}-per-class.csv", mime="text/csv", icon=":material/download:",
                        key="download_per_class")
+
+decision_section(store, record.id)
 
 st.subheader("Examples it gets wrong")
 preds = results_ui.run_predictions(run_dir)

@@ -42,8 +42,9 @@ with friendly("read the input"):
         item = done if done and done == text.strip() else None
 if item is not None:
     with friendly("classify the input"):
-        top = results_ui.predict_top(record.id, item, k)
-        st.markdown(f"Prediction: **{md(top[0]['label'])}** ({top[0]['probability']:.1%})")
+        said, top = results_ui.predict_top(record.id, item, k)
+        st.markdown(f"Prediction: **{md(said['label'])}** ({said['probability']:.1%})"
+                    + (", from the run's decision threshold (see Results)" if said["label"] != top[0]["label"] else ""))
         st.plotly_chart(charts.top_k(top), key="topk", config={"displayModeBar": False})
 
 st.subheader("Export")
@@ -56,8 +57,10 @@ if not export_ui.up_to_date(record.id):
             export_ui.build_bundle(record.id)
             st.rerun()
 else:
+    # The bytes, not a deferred callable: a deferred download waits on a second round trip that a rerun
+    # can orphan, and the bundle (tens of MB) is read only while this page shows it.
     zipped = export_ui.bundle_zip(record.id)
-    st.download_button("Download the export bundle (.zip)", data=zipped.read_bytes, mime="application/zip",
+    st.download_button("Download the export bundle (.zip)", data=zipped.read_bytes(), mime="application/zip",
                        file_name=export_ui.download_name(record), key="export_download", type="primary",
                        icon=":material/download:")
     with st.expander("How to use it (from the bundle's README)", expanded=True):

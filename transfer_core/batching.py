@@ -306,8 +306,11 @@ def collate_images(items):
 
 
 def epoch_batches(n: int, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                  lengths: list[int] | None = None) -> list[list[int]]:
+                  lengths: list[int] | None = None, weights: torch.Tensor | None = None) -> list[list[int]]:
     """Batches of sample indices; with shuffle, the order depends only on (seed, epoch).
+
+    With `weights` (shuffle only; see balance.py): n indices drawn with replacement, each with
+    probability proportional to its weight, instead of a permutation.
 
     With `lengths` (texts): shuffled batches are grouped by length (sorted within megabatches of
     MEGABATCH_MULT batches by length rounded up to LENGTH_BUCKET tokens, batch order shuffled,
@@ -317,7 +320,10 @@ def epoch_batches(n: int, batch_size: int, *, shuffle: bool, seed: int = 0, epoc
     """
     if shuffle:
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=g).tolist()
+        if weights is not None:
+            order = torch.multinomial(weights.double(), n, replacement=True, generator=g).tolist()
+        else:
+            order = torch.randperm(n, generator=g).tolist()
         if lengths is not None:
             return _length_grouped(order, lengths, batch_size, g)
     else:

@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="the data report, without training")
     add_setting_options(rep, sections=("data",))
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    th = sub.add_parser("threshold", help="a two-class run's decision threshold: show it, or set it from a threshold "
+                                          "or a recall to reach on the validation data")
+    th.add_argument("--run", required=True)
+    th.add_argument("--positive", help="the class to find (default: the saved one, else the rarer class)")
+    chosen = th.add_mutually_exclusive_group()
+    chosen.add_argument("--threshold", type=float, help="say the class to find from this probability on")
+    chosen.add_argument("--recall", type=float, help="the highest threshold that finds at least this share of it")
+    chosen.add_argument("--clear", action="store_true", help="back to the most probable class (0.5)")
     pb = sub.add_parser("probe", help="which layer transfers best: a linear head on each layer group's output")
     add_setting_options(pb, sections=("data", "model"))
     pb.add_argument("--epochs", type=int, default=PROBE_EPOCHS, help=f"at most this many passes (L-BFGS iterations) of each layer's logistic regression over the training features (default {PROBE_EPOCHS})")
@@ -87,7 +95,7 @@ ALIASES = {"data.path": "--data", "data.val_path": "--val", "model.name": "--mod
            "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
            "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed",
            "adapt.target": "--target", "adapt.target_val": "--target-val", "adapt.method": "--adapt",
-           "model.feature_layer": "--feature-layer"}
+           "model.feature_layer": "--feature-layer", "train.class_balance": "--class-balance"}
 SETTING = "setting:"   # argparse dest prefix of the options made from the config
 
 
@@ -345,6 +353,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_threshold(args) -> int:
+    from .runs import clear_threshold, decision_summary, set_threshold, validation_scores
+    store = _store(args)
+    if args.clear:
+        print(to_json(clear_threshold(store, args.run)))
+    elif args.threshold is not None or args.recall is not None:
+        print(to_json(set_threshold(store, args.run, positive=args.positive, threshold=args.threshold,
+                                    recall=args.recall)))
+    else:
+        print(to_json(decision_summary(store, args.run, validation_scores(store, args.run, args.positive))))
+    return 0
+
+
 def cmd_probe(args) -> int:
     from .models import default_model
     from .preparation import guess_modality
@@ -369,7 +390,7 @@ def cmd_probe(args) -> int:
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report,
-            "probe": cmd_probe}
+            "probe": cmd_probe, "threshold": cmd_threshold}
 
 
 class ProgressBar:

@@ -21,6 +21,7 @@ SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle", "linear_w
 METRICS = ("val_loss", "val_accuracy", "val_macro_f1")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ADAPT_METHODS = ("none", "dann", "coral")
+CLASS_BALANCE = ("none", "weighted_loss", "balanced_sampler")
 POOLINGS = ("auto", "mean", "cls", "pooler")
 
 
@@ -127,6 +128,11 @@ class TrainConfig:
     batch_size: int = _field(32, "Samples per step.", min=1, max=4096)
     seed: int = _field(0, "Random seed: the same seed on the CPU gives the same metrics.", min=0, max=2**31 - 1)
     device: str = _field("auto", "Where to train: auto picks cuda, then mps, then cpu.", choices=DEVICES)
+    class_balance: str = _field("none", "For classes of very different sizes: none (every sample counts once), "
+                                        "weighted_loss (each class's samples weigh total/(classes x class size) in the loss, "
+                                        "so every class counts the same), balanced_sampler (each epoch draws samples with "
+                                        "replacement so that every class is drawn about equally often).",
+                                choices=CLASS_BALANCE)
     mixed_precision: bool = _field(True, "Mixed precision (autocast) on CUDA. Ignored on the CPU.", advanced=True)
     early_stopping_patience: int = _field(0, "Stop after this many epochs without improvement of the metric below (0: off). The best weights are restored.",
                                           min=0, max=1000, advanced=True)

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .decision import DecisionRule, check_rule, predicted_classes
 from .errors import RunError
 from .evaluate import predict_inputs
 from .models.base import BuiltModel, ImagePreprocess, TextPreprocess, logits_of
 from .models.huggingface import HIDDEN_HEAD
+from .run_files import DECISION_FILE
 from .summary import best_note
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "bundle_template"
@@ -83,8 +85,9 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def export_bundle(built: BuiltModel, out_dir: str | Path, *, run_info: dict | None = None,
-                  verify_inputs: list | None = None) -> ExportResult:
-    """Write a verified bundle to `out_dir` (replacing an earlier bundle there); raise RunError on failure."""
+                  verify_inputs: list | None = None, decision: DecisionRule | None = None) -> ExportResult:
+    """Write a verified bundle to `out_dir` (replacing an earlier bundle there); raise RunError on failure.
+    `decision`: a two-class run's decision threshold (decision.py), which the bundle's predict.py applies."""
     out = Path(out_dir)
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,12 +99,13 @@ def export_bundle(built: BuiltModel, out_dir: str | Path, *, run_info: dict | No
     try:
         with _cpu_eval(built.net), tempfile.TemporaryDirectory() as scratch:
             formats, skipped, notes = _write_model(built, work)
-            _write_metadata(built, work, run_info or {})
+            _write_metadata(built, work, run_info or {}, decision)
             inputs = list(verify_inputs) if verify_inputs else synthetic_inputs(built, Path(scratch))
-            parity = verify_bundle(built, work, formats, inputs)
+            parity = verify_bundle(built, work, formats, inputs, decision)
             parity["inputs"] = "given" if verify_inputs else "synthetic"
-            (work / "README.md").write_text(_readme(built, formats, skipped, parity, run_info or {}), encoding="utf-8")
-            _write_json(work / "export.json", _manifest(built, formats, skipped, notes, parity, work))
+            (work / "README.md").write_text(_readme(built, formats, skipped, parity, run_info or {}, decision),
+                                            encoding="utf-8")
+            _write_json(work / "export.json", _manifest(built, formats, skipped, notes, parity, work, decision))
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)
@@ -293,17 +297,21 @@ def preprocessing_info(built: BuiltModel) -> dict:
     return info
 
 
-def _write_metadata(built: BuiltModel, folder: Path, run_info: dict) -> None:
+def _write_metadata(built: BuiltModel, folder: Path, run_info: dict, decision: DecisionRule | None) -> None:
     _write_json(folder / "labels.json", list(built.classes))
+    if decision is not None:
+        _write_json(folder / DECISION_FILE, check_rule(decision, list(built.classes)).to_dict())
     _write_json(folder / "preprocessing.json", preprocessing_info(built))
     _write_json(folder / "run.json", run_info)
     shutil.copyfile(TEMPLATE_DIR / "predict.py", folder / "predict.py")
 
 
-def _manifest(built: BuiltModel, formats: list[str], skipped: dict, notes: dict, parity: dict, folder: Path) -> dict:
+def _manifest(built: BuiltModel, formats: list[str], skipped: dict, notes: dict, parity: dict, folder: Path,
+              decision: DecisionRule | None) -> dict:
     return {
         "model": built.spec.name,
         "modality": built.modality,
+        **({"decision": decision.to_dict()} if decision else {}),
         # the layer group the head reads, when not the last (model.feature_layer; the groups above are not in the files)
         **({"feature_layer": built.feature_layer} if built.feature_layer else {}),
         "export_format": built.export_format,
@@ -372,11 +380,15 @@ def _backends(formats: list[str]) -> list[str]:
     return backends
 
 
-def verify_bundle(built: BuiltModel, bundle_dir: Path, formats: list[str], inputs: list) -> dict:
-    """Compare the engine's probabilities with each exported copy's (loaded via the bundle's predict.py)."""
+def verify_bundle(built: BuiltModel, bundle_dir: Path, formats: list[str], inputs: list,
+                  decision: DecisionRule | None = None) -> dict:
+    """Compare the engine's probabilities with each exported copy's (loaded via the bundle's predict.py), and the
+    bundle's decisions with the engine's on the same probabilities."""
     reference = predict_inputs(built, inputs, device="cpu")
     module = load_bundle(bundle_dir)
     parity: dict = {"num_inputs": len(inputs)}
+    if decision is not None:
+        _check_decisions(module, built, decision, bundle_dir)
     for backend in _backends(formats):
         try:
             with _quiet_transformers(), warnings.catch_warnings():
@@ -389,6 +401,20 @@ def verify_bundle(built: BuiltModel, bundle_dir: Path, formats: list[str], input
     if "onnx" in formats and "onnx" not in parity:
         parity["onnx"] = {"verified": False, "reason": "onnxruntime is not installed"}
     return parity
+
+
+def _check_decisions(module: ModuleType, built: BuiltModel, decision: DecisionRule, bundle_dir: Path) -> None:
+    """predict.py's rule gives the engine's labels, on probabilities on both sides of the threshold."""
+    classes = list(built.classes)
+    pos = classes.index(decision.positive)
+    p = np.clip(decision.threshold + np.array([-0.2, -1e-6, 0.0, 1e-6, 0.2]), 0.0, 1.0)
+    probs = np.zeros((len(p), 2), dtype=np.float64)
+    probs[:, pos], probs[:, 1 - pos] = p, 1 - p
+    ours = [classes[i] for i in predicted_classes(probs, classes, decision)]
+    theirs = module.decide(probs, classes, module.read_decision(bundle_dir))
+    if ours != theirs:
+        raise RunError(f"Export check failed: the bundle's predict.py applies the decision threshold differently "
+                       f"({theirs} against {ours}); nothing was written, report this as a bug.")
 
 
 def compare_probs(reference: np.ndarray, probs: np.ndarray, tolerance: float) -> dict:
@@ -444,7 +470,8 @@ def zip_bundle(bundle_dir: str | Path) -> Path:
 
 # ---------------------------------------------------------------- README
 
-def _readme(built: BuiltModel, formats: list[str], skipped: dict, parity: dict, run_info: dict) -> str:
+def _readme(built: BuiltModel, formats: list[str], skipped: dict, parity: dict, run_info: dict,
+            decision: DecisionRule | None = None) -> str:
     classes = list(built.classes)
     text = isinstance(built.preprocess, TextPreprocess)
     parts = [
@@ -454,12 +481,26 @@ def _readme(built: BuiltModel, formats: list[str], skipped: dict, parity: dict, 
         "Classes, in the order of the model's outputs (`labels.json`):\n",
         "\n".join(f"{i}. `{c}`" for i, c in enumerate(classes)) + "\n",
         _readme_quickstart(classes, text, formats),
+        _readme_decision(classes, decision),
         _readme_raw(built, formats),
-        _readme_files(formats, skipped),
+        _readme_files(formats, skipped, decision),
         _readme_run(run_info),
         _readme_parity(parity),
     ]
     return "\n".join(p for p in parts if p)
+
+
+def _readme_decision(classes: list[str], decision: DecisionRule | None) -> str:
+    if decision is None:
+        return ""
+    other = next(c for c in classes if c != decision.positive)
+    why = (f", chosen on the validation data to find at least {decision.target_recall:.0%} of them"
+           if decision.target_recall is not None else "")
+    return ("## Decision threshold\n\n"
+            f"This model says `{decision.positive}` when the probability of `{decision.positive}` is at least "
+            f"{decision.threshold:.4g} (not 0.5){why}, and `{other}` otherwise (`decision.json`). "
+            "`predict.py` applies it: the `label` of `--json` output and `model.labels(inputs)`; the probabilities are "
+            "the model's own. Using the model files directly, apply it to the probabilities yourself.\n")
 
 
 def _example_output(classes: list[str]) -> str:
@@ -572,8 +613,9 @@ def _pipeline_image_note(built: BuiltModel) -> str:
             "follows the same rule but may differ in the last decimals.\n")
 
 
-def _readme_files(formats: list[str], skipped: dict) -> str:
+def _readme_files(formats: list[str], skipped: dict, decision: DecisionRule | None) -> str:
     rows = [("labels.json", "class names in output order"),
+            *([(DECISION_FILE, "the decision threshold (see above)")] if decision else []),
             ("preprocessing.json", "the exact input preprocessing"),
             ("run.json", "training settings and metrics"),
             ("export.json", "formats, versions and the verification numbers"),

@@ -8,6 +8,7 @@
                     data_report.json     the data report the run trained on
                     metrics.json         final metrics, per-class scores, confusion matrix, hardware
                     predictions.csv      validation predictions (test_predictions.csv: the test split's)
+                    decision.json        a two-class run's chosen decision threshold (decision.py), when one was set
                     log.txt              what happened, one line per event
 
 The trainer writes them; the store (rebuilding its list), runs.py, the `run:` models and the app read them.
@@ -31,6 +32,7 @@ REPORT_FILE = "data_report.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 TEST_PREDICTIONS_FILE = "test_predictions.csv"
+DECISION_FILE = "decision.json"
 LOG_FILE = "log.txt"
 
 MODEL_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE)   # what a finished run needs to serve as a model

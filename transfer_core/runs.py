@@ -8,14 +8,23 @@ from safetensors.torch import load_file
 
 from .config import RunConfig
 from .data.splits import merge_labels
+from .decision import (
+    DecisionRule,
+    ValidationScores,
+    check_rule,
+    default_positive,
+    predicted_classes,
+    read_rule,
+    write_rule,
+)
 from .errors import RunError, RunFilesMissing
-from .evaluate import compute_metrics, predict_dataset, predict_inputs, top_losses
+from .evaluate import compute_metrics, load_predictions, predict_dataset, predict_inputs, top_losses
 from .export import ExportResult, export_bundle
 from .models import build_model
 from .models.base import BuiltModel
 from .paths import check_allowed
 from .preparation import load_configured
-from .run_files import CONFIG_FILE, LABELS_FILE, METRICS_FILE, WEIGHTS_FILE
+from .run_files import CONFIG_FILE, LABELS_FILE, METRICS_FILE, PREDICTIONS_FILE, WEIGHTS_FILE
 from .store import RunStore
 
 
@@ -58,7 +67,10 @@ def evaluate_run(store: RunStore, run_id: str, data_path: str, *, allowed_roots:
         raise RunError(f"{data_path} has labels the run never saw: {', '.join(unknown[:5])}; "
                        f"it knows: {', '.join(built.classes)}")
     preds = predict_dataset(built, dataset)
-    metrics = compute_metrics(preds.true, preds.pred, built.classes)
+    rule = run_rule(store, run_id)
+    metrics = compute_metrics(preds.true, predicted_classes(preds.probs, built.classes, rule), built.classes)
+    if rule is not None:
+        metrics["decision"] = rule.to_dict()
     metrics["top_losses"] = top_losses(preds, dataset, k=10)
     return metrics
 
@@ -80,10 +92,11 @@ def predict_run(store: RunStore, run_id: str, inputs: list, top_k: int = 3, *,
         if missing:
             raise RunError(f"no image file at {missing[0]}; give paths of image files")
     probs = predict_inputs(built, list(inputs))
+    decided = predicted_classes(probs, built.classes, run_rule(store, run_id))
     out = []
-    for item, row in zip(inputs, probs):
+    for item, row, label in zip(inputs, probs, decided):
         order = row.argsort()[::-1][:top_k]
-        out.append({"input": str(item) if not isinstance(item, str) else item,
+        out.append({"input": str(item) if not isinstance(item, str) else item, "label": built.classes[int(label)],
                     "top": [{"label": built.classes[i], "probability": round(float(row[i]), 6)} for i in order]})
     return out
 
@@ -94,4 +107,69 @@ def export_run(store: RunStore, run_id: str, out_dir: str | Path) -> ExportResul
     metrics_path = store.run_dir(record.id) / METRICS_FILE
     metrics = json.loads(metrics_path.read_text()).get("summary", {}) if metrics_path.exists() else {}
     run_info = {"run_id": record.id, "name": record.name, "model": record.model, "config": record.config, "metrics": metrics}
-    return export_bundle(built, Path(out_dir), run_info=run_info)
+    return export_bundle(built, Path(out_dir), run_info=run_info, decision=run_rule(store, record.id))
+
+
+# ---- the decision threshold of a two-class run (decision.py) ----------------
+def run_classes(store: RunStore, run_id: str) -> list[str]:
+    path = store.run_dir(store.get_run(run_id).id) / LABELS_FILE
+    if not path.is_file():
+        raise RunError(f"run {run_id} has no labels.json yet; wait for it to start training")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_rule(store: RunStore, run_id: str) -> DecisionRule | None:
+    """The run's saved decision threshold; None: it predicts its most probable class."""
+    return read_rule(store.run_dir(store.get_run(run_id).id), run_classes(store, run_id))
+
+
+def validation_scores(store: RunStore, run_id: str, positive: str | None = None) -> ValidationScores:
+    """The validation probabilities of the class to find (default: the saved rule's, else the rarer class)."""
+    classes = run_classes(store, run_id)
+    path = store.run_dir(store.get_run(run_id).id) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise RunError(f"run {run_id} has no validation predictions yet; a threshold is chosen once it has finished")
+    frame = load_predictions(path)
+    if positive is None:
+        saved = run_rule(store, run_id) if len(classes) == 2 else None
+        positive = saved.positive if saved else default_positive(classes, frame) if len(classes) == 2 else ""
+    return ValidationScores.from_predictions(frame, classes, positive)
+
+
+def set_threshold(store: RunStore, run_id: str, *, positive: str | None = None, threshold: float | None = None,
+                  recall: float | None = None) -> dict:
+    """Save a two-class run's decision threshold: given, or the highest one reaching `recall` on the validation
+    data. Returns the rule and what it gives on the validation data."""
+    scores = validation_scores(store, run_id, positive)
+    if recall is not None and threshold is None:
+        chosen = scores.threshold_for_recall(recall)
+    elif threshold is not None and recall is None:
+        chosen = float(threshold)
+    else:
+        raise RunError("give either a threshold (--threshold 0.3) or a recall to reach (--recall 0.95)")
+    rule = check_rule(DecisionRule(scores.positive, chosen, recall), run_classes(store, run_id))
+    write_rule(store.run_dir(store.get_run(run_id).id), rule)
+    return decision_summary(store, run_id, scores)
+
+
+def clear_threshold(store: RunStore, run_id: str) -> dict:
+    """Back to the most probable class (the threshold 0.5 for two classes)."""
+    run_classes(store, run_id)
+    write_rule(store.run_dir(store.get_run(run_id).id), None)
+    return {"run_id": store.get_run(run_id).id, "decision": None}
+
+
+def decision_summary(store: RunStore, run_id: str, scores: ValidationScores | None = None) -> dict:
+    """The saved rule and, on the validation data, what it gives against the default 0.5."""
+    rule = run_rule(store, run_id)
+    scores = scores or validation_scores(store, run_id)
+    threshold = rule.threshold if rule and rule.positive == scores.positive else 0.5
+    return {"run_id": store.get_run(run_id).id, "positive": scores.positive,
+            "decision": rule.to_dict() if rule else None,
+            "average_precision": round(scores.average_precision(), 6),
+            "validation": _rounded(scores.at(threshold)),
+            "validation_at_0.5": _rounded(scores.at(0.5))}
+
+
+def _rounded(numbers: dict) -> dict:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in numbers.items()}

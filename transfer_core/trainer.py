@@ -70,6 +70,7 @@ from .preparation import PreparedData, prepare_data
 from .run_files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    DECISION_FILE,
     LABELS_FILE,
     REPORT_FILE,
     WEIGHTS_FILE,
@@ -281,7 +282,7 @@ class Trainer:
             set_rng_state(saved["rng"])
         self.start_epoch = start_epoch
         self.announce_start(start_epoch)
-        for note in [*self.data.notices, *self._settings_notices()]:
+        for note in [*self.data.notices, *self._settings_notices(), *self._drop_decision()]:
             self.notify(note)
         self.started = True
         for component in self.components:
@@ -302,6 +303,15 @@ class Trainer:
                          f"give {len(names)} epochs or more to train every group")
         notes += list(dict.fromkeys(filter(None, (frozen_gap(names, seg.trainable) for seg in self.state.segments))))
         return notes
+
+    def _drop_decision(self) -> list[str]:
+        """A decision threshold (decision.py) was chosen for the weights the run had; training changes them."""
+        path = self.run_dir / DECISION_FILE
+        if not path.exists():
+            return []
+        path.unlink()
+        return ["the decision threshold chosen for the earlier model no longer applies and was removed; "
+                "choose it again once the run has finished (Results page, or `threshold`)"]
 
     def announce_start(self, start_epoch: int) -> None:
         """RunStarted: at the start, at a resume, and after an out-of-memory retry changed the steps per epoch."""
@@ -355,7 +365,7 @@ class Trainer:
     def _train_epoch(self, epoch: int, first_step: int, totals: EpochTotals) -> None:
         cfg = self.config
         set_train_mode(self.built, self.segment.trainable, train_bn=cfg.freeze.train_bn)
-        criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.optim.label_smoothing)
+        criterion = torch.nn.CrossEntropyLoss(weight=self.inputs.loss_weight, label_smoothing=cfg.optim.label_smoothing)
         step_in_epoch = first_step
         tick = time.perf_counter()
         for forward, targets in self.inputs.train_batches(self, epoch, first_step):

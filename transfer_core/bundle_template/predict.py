@@ -14,6 +14,11 @@ Python:
     predict.predict(["photo.jpg"], top_k=3)         # [[(label, prob), ...]]
     model = predict.load()                          # reuse one loaded model
     model.predict_proba(["photo.jpg"])              # numpy array (N, num_classes)
+    model.labels(["photo.jpg"])                     # the decided label per input
+
+A two-class model may carry a decision threshold (decision.json): it then says the class to find once
+that class's probability reaches the threshold, not only above 0.5. `labels` and the `label` of the
+command line's output apply it; the probabilities are the model's own.
 """
 from __future__ import annotations
 
@@ -100,6 +105,21 @@ def image_transform(pre: dict):
 
 # ------------------------------------------------------------- model
 
+def read_decision(bundle_dir) -> dict | None:
+    """decision.json: {"positive": class, "threshold": probability}, or None when the bundle has none."""
+    path = Path(bundle_dir) / "decision.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def decide(probs: np.ndarray, classes: list, decision: dict | None = None) -> list:
+    """The label per row of probabilities: the most probable class, or with a decision rule the class to find
+    when its probability is at least the threshold (else the other class)."""
+    if decision is None:
+        return [classes[int(i)] for i in np.asarray(probs).argmax(axis=1)]
+    pos = classes.index(decision["positive"])
+    return [classes[pos] if row[pos] >= decision["threshold"] else classes[1 - pos] for row in probs]
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -114,6 +134,7 @@ class Model:
         self.classes = _read_json(self.dir, "labels.json")
         self.preprocessing = _read_json(self.dir, "preprocessing.json")
         self.kind = self.preprocessing["kind"]
+        self.decision = read_decision(self.dir)
         self.device = device
         if backend == "auto":
             backend = "hf" if (self.dir / "hf_model").is_dir() else "torchscript"
@@ -189,14 +210,18 @@ class Model:
         out = [_softmax(self._run(items[i:i + BATCH_SIZE])) for i in range(0, len(items), BATCH_SIZE)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
+    def labels(self, inputs) -> list:
+        """The decided label per input (with decision.json's threshold, when the bundle has one)."""
+        return decide(self.predict_proba(inputs), self.classes, self.decision)
+
     def predict(self, inputs, top_k: int | None = None):
         """Without top_k: one {label: prob} dict per input, highest first.
         With top_k: one list of the top_k (label, prob) pairs per input."""
-        results = []
-        for row in self.predict_proba(inputs):
-            ranked = sorted(zip(self.classes, (float(p) for p in row)), key=lambda lp: -lp[1])
-            results.append(dict(ranked) if top_k is None else ranked[:top_k])
-        return results
+        return [self.ranked(row, top_k) for row in self.predict_proba(inputs)]
+
+    def ranked(self, row, top_k: int | None = None):
+        ranked = sorted(zip(self.classes, (float(p) for p in row)), key=lambda lp: -lp[1])
+        return dict(ranked) if top_k is None else ranked[:top_k]
 
 
 def _from_pretrained(auto_class, folder: str):
@@ -297,16 +322,18 @@ def main(argv=None) -> int:
     inputs = args.inputs or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     model = load(args.bundle, backend=args.backend, device=args.device)
     try:
-        results = model.predict(inputs, top_k=max(1, args.top_k))
+        probs = model.predict_proba(inputs)
     except (ValueError, TypeError, OSError) as e:
         print(f"predict.py: {e}", file=sys.stderr)
         return 2
-    for item, ranked in zip(inputs, results):
+    for item, row, label in zip(inputs, probs, decide(probs, model.classes, model.decision)):
+        ranked = model.ranked(row, max(1, args.top_k))
         if args.json:
-            print(json.dumps({"input": item, "label": ranked[0][0], "top": [[label, round(p, 6)] for label, p in ranked]}))
+            print(json.dumps({"input": item, "label": label, "top": [[name, round(p, 6)] for name, p in ranked]}))
         else:
             shown = item if len(item) <= 60 else item[:57] + "..."
-            print(f"{shown}: " + ", ".join(f"{label} ({p:.3f})" for label, p in ranked))
+            said = f" -> {label}" if model.decision is not None else ""
+            print(f"{shown}: " + ", ".join(f"{name} ({p:.3f})" for name, p in ranked) + said)
     return 0
 
 

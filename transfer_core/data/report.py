@@ -162,7 +162,8 @@ def _class_findings(report: DataReport, splits: Splits | None) -> None:
         if report.imbalance_ratio >= IMBALANCE_WARNING:
             big, small = max(counts, key=lambda c: counts[c]), min(counts, key=lambda c: counts[c])
             report.add("warning", "imbalance", f"Class '{big}' has {report.imbalance_ratio:g} times as many samples as class '{small}'.",
-                "Add samples to the small classes, or cap the large ones with a maximum number of samples per class.")
+                "Turn on class balance (train.class_balance: weighted_loss or balanced_sampler), add samples to the "
+                "small classes, or cap the large ones with a maximum number of samples per class.")
 
 
 def _duplicate_findings(ds: Dataset, keys: list[str], report: DataReport) -> None:

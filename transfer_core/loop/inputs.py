@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 import torch
 
 from .. import batching, batchnorm, feature_cache
+from ..balance import balance_inputs
 from ..devices import autocast, loader_workers
 from ..evaluate import predict_dataset, predict_features
 from ..feature_cache import backbone_digest, cache_key, cached_features, cached_prefix, prefix_digest, segments_cut
@@ -21,12 +22,17 @@ class StepInputs(LoopComponent):
         self.cut: int | None = None         # the first group that runs each epoch; None: nothing is cached
         self.pending = False                # the cache is computed at first use, after RunStarted is out
         self.eval_samples: dict = {}
+        self.loss_weight: torch.Tensor | None = None      # set in setup from train.class_balance
+        self.sample_weights: torch.Tensor | None = None
 
     def setup(self, loop) -> None:
         cfg = loop.config
         self.train_samples = batching.sample_set(loop.built, loop.data.splits.train, augment=cfg.augment,
                                                  decoded=cfg.train.cache_images, cache_root=loop.store.root)
         self.train_targets = torch.tensor(self.train_samples.targets, device=loop.device)
+        # train.class_balance: the loss's class weights or the epochs' drawing weights (balance.py)
+        self.loss_weight, self.sample_weights = balance_inputs(cfg.train.class_balance, self.train_targets,
+                                                               len(loop.built.classes))
 
     def segment_started(self, loop) -> None:
         # Cache only groups that never trained, so their outputs are those of the start weights.
@@ -59,7 +65,8 @@ class StepInputs(LoopComponent):
         cfg, net, device = loop.config, loop.built.net, loop.device
         self._ensure(loop)
         batches = batching.epoch_batches(len(self.train_samples), loop.state.batch_size, shuffle=True,
-                                         seed=cfg.train.seed, epoch=epoch, lengths=self.sample_lengths())[first_step:]
+                                         seed=cfg.train.seed, epoch=epoch, lengths=self.sample_lengths(),
+                                         weights=self.sample_weights)[first_step:]
         feats, targets = (self.features or {}).get("train"), self.train_targets
         if isinstance(feats, feature_cache.PrefixCache):
             for idx in batches:

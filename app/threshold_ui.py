@@ -1,0 +1,79 @@
+"""The Results page's decision threshold of a two-class run: the precision-recall curve on the validation
+data, a threshold or a recall to reach, and what it gives, saved with the run for Try, evaluate and export."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.decision import DecisionRule
+from transfer_core.runs import clear_threshold, run_classes, run_rule, set_threshold, validation_scores
+
+from . import charts
+from .text import md
+from .ui import fmt_pct, friendly
+
+MODES = {"threshold": "A threshold", "recall": "A share of them to find (recall)"}
+
+
+def decision_section(store, run_id: str) -> None:
+    """Nothing for a run of more than two classes."""
+    with friendly("read the run's classes"):
+        classes = run_classes(store, run_id)
+        if len(classes) != 2:
+            return
+        saved = run_rule(store, run_id)
+        st.subheader("Decision threshold")
+        st.caption("A two-class model says a class when its probability reaches a threshold, 0.5 unless you choose "
+                   "another. When one class is what you look for (a defect, spam), a lower threshold finds more of "
+                   "them at the cost of more false alarms. The curve shows every choice on the validation data.")
+        _choose(store, run_id, classes, saved)
+
+
+def _choose(store, run_id: str, classes: list[str], saved: DecisionRule | None) -> None:
+    default = validation_scores(store, run_id).positive
+    positive = st.selectbox("The class to find", classes, index=classes.index(default), key=f"decision_positive_{run_id}",
+                            format_func=str)
+    scores = validation_scores(store, run_id, positive)
+    own = saved if saved is not None and saved.positive == positive else None
+    mode = st.radio("Choose by", list(MODES), format_func=MODES.get, horizontal=True, key=f"decision_mode_{run_id}",
+                    index=1 if own is not None and own.target_recall is not None else 0)
+    if mode == "recall":
+        target = st.slider(f"Find at least this share of '{positive}'", 0.05, 1.0, step=0.01,
+                           value=own.target_recall if own is not None and own.target_recall else 0.9,
+                           key=f"decision_recall_{run_id}_{positive}")
+        threshold = scores.threshold_for_recall(target)
+    else:
+        target = None
+        threshold = st.slider(f"Say '{positive}' from this probability on", 0.01, 0.99, step=0.01,
+                              value=round(own.threshold, 2) if own is not None else 0.5,
+                              key=f"decision_threshold_{run_id}_{positive}")
+    chosen, at_half = scores.at(threshold), scores.at(0.5)
+    cols = st.columns(4)
+    cols[0].metric("Found (recall)", fmt_pct(chosen["recall"]), help=f"{chosen['found']} of "
+                   f"{chosen['found'] + chosen['missed']} validation examples of '{positive}'")
+    cols[1].metric("Precision", fmt_pct(chosen["precision"]), help="Of the examples it calls "
+                   f"'{positive}', the share that are.")
+    cols[2].metric("Missed", chosen["missed"], delta=chosen["missed"] - at_half["missed"], delta_color="inverse",
+                   help="Against the threshold 0.5.")
+    cols[3].metric("False alarms", chosen["false_alarms"], delta=chosen["false_alarms"] - at_half["false_alarms"],
+                   delta_color="inverse", help="Against the threshold 0.5.")
+    st.plotly_chart(charts.precision_recall(scores.curve(), positive, chosen, at_half), key="pr_curve",
+                    config={"displayModeBar": False})
+    _save_buttons(store, run_id, positive, threshold, target, saved)
+
+
+def _save_buttons(store, run_id: str, positive: str, threshold: float, target: float | None,
+                  saved: DecisionRule | None) -> None:
+    if saved is not None:
+        st.caption(f"In use: it says **{md(saved.positive)}** from a probability of {saved.threshold:.3f} on"
+                   + (f" (chosen to find {saved.target_recall:.0%})" if saved.target_recall else "")
+                   + ". Try, evaluate and the export bundle use it.")
+    left, right = st.columns(2)
+    if left.button(f"Use the threshold {threshold:.3f}", key="decision_save", type="primary", icon=":material/tune:"):
+        with friendly("save the threshold"):
+            set_threshold(store, run_id, positive=positive, threshold=None if target else threshold, recall=target)
+            st.rerun()
+    if saved is not None and right.button("Back to the most probable class (0.5)", key="decision_clear",
+                                          icon=":material/restart_alt:"):
+        with friendly("remove the threshold"):
+            clear_threshold(store, run_id)
+            st.rerun()
