@@ -22,7 +22,8 @@ def sidebar(page, title: str) -> None:
 
 def test_newcomer_reaches_a_trained_model_on_demo_images_in_two_clicks(app_server, context, tmp_path):
     page = open_page(context, app_server["url"])
-    expect(page.get_by_role("heading", name="Transfer Studio", level=1)).to_be_visible()
+    # (the first page a fresh server draws imports the engine: seconds on a 2-core machine)
+    expect(page.get_by_role("heading", name="Transfer Studio", level=1)).to_be_visible(timeout=60_000)
     # The tab icon is served by the app itself: no font or emoji server is asked on a page load.
     icon = page.locator("link[rel~='icon']").last
     expect(icon).to_have_attribute("href", re.compile(r"^(/|data:|http://127\.0\.0\.1|http://localhost)"))
