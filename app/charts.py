@@ -107,7 +107,8 @@ def compare_curves(frame: pd.DataFrame, metric: str, names: dict[str, str], titl
     return _layout(fig, title=plot(title or metric.replace("_", " ").capitalize()), hovermode="closest")
 
 
-def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: bool = False) -> go.Figure:
+def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: bool = False,
+                     title: str = "Confusion matrix (validation)") -> go.Figure:
     """Rows are the true classes, columns the predictions; the diagonal holds the correct ones."""
     z = [list(map(float, row)) for row in matrix]
     if normalise:
@@ -119,7 +120,7 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], normalise: boo
     fig.update_yaxes(autorange="reversed", title="true class", **category_axis(names))
     fig.update_xaxes(title="predicted class", side="bottom", **category_axis(names))
     size = max(320, min(900, 60 + 42 * len(classes)))
-    return _layout(fig, height=size, title="Confusion matrix (validation)")
+    return _layout(fig, height=size, title=plot(title))
 
 
 def top_k(top: list[dict]) -> go.Figure:

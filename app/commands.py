@@ -50,7 +50,7 @@ def cli_command(cfg: RunConfig, name: str | None = None) -> str:
     for dotted, _, value in iter_fields(cfg):
         if value == defaults[dotted] and dotted not in ALWAYS:
             continue
-        if dotted in ("data.path", "data.val_path", "adapt.target", "adapt.target_val"):
+        if dotted in ("data.path", "data.val_path", "data.test_path", "adapt.target", "adapt.target_val"):
             value = _show_path(value)
         if dotted in FLAGS:
             args += [FLAGS[dotted], _text(value)]

@@ -11,7 +11,9 @@ from transfer_core.models import build_model, get_spec, list_specs
 from transfer_core.models.huggingface import default_pooling
 from transfer_core.models.network import DOWNLOAD, READY, UNREACHABLE, availability
 
-from .resources import runs_dir
+from .resources import allowed_roots, runs_dir
+from .state import save_draft
+from .ui import friendly
 
 PRESETS = {
     "feature_extraction": ("Feature extraction (head only)",
@@ -84,8 +86,25 @@ POOLING_WORDS = {"mean": "the average of all its tokens", "cls": "its first toke
 
 def drawn_elsewhere(spec) -> tuple[str, ...]:
     """Model settings the form of model settings leaves out: drawn by their own widgets, or not for this modality."""
-    drawn = ("model.name", "model.feature_layer")   # the model picker; "The head reads" above the layer map
+    drawn: tuple[str, ...] = ("model.name", "model.feature_layer")   # the picker; "The head reads" above the layer map
+    if spec.from_run is None:
+        drawn += ("model.new_head",)                  # (only a run's model has a trained head to keep)
     return drawn + (("model.max_length", "model.pooling") if spec.modality == "image" else ("model.image_size",))
+
+
+def other_model(cfg, picker_key: str) -> None:
+    """A model the catalogue does not list, by name; `picker_key`: the model picker's widget key, dropped so that
+    it shows the new choice."""
+    with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face folder, or run:<run id>"):
+        st.caption("A local folder must lie under the app's data or runs folder.")
+        other = st.text_input("Model name", key="other_model", placeholder="distilbert-base-uncased")
+        if st.button("Use this model", key="use_other_model") and other.strip():
+            with friendly("use this model"):
+                get_spec(other.strip(), runs_dir=runs_dir(), allowed_roots=allowed_roots())
+                cfg.model.name = other.strip()
+                st.session_state.pop(picker_key, None)
+                save_draft(cfg)
+                st.rerun()
 
 
 def pooling_caption(spec, pooling: str) -> str:

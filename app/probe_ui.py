@@ -26,7 +26,7 @@ EXPLAIN = ("Each layer group of a pretrained network turns its input into featur
 def _probed_key(cfg: RunConfig) -> str:
     """What a probe's result depends on: the model, its inputs, the data and its split."""
     parts = (cfg.model.name, cfg.model.pretrained, cfg.model.image_size, cfg.model.max_length, cfg.model.pooling,
-             cfg.data.path, cfg.data.val_path, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.max_per_class,
+             cfg.data.path, cfg.data.val_path, cfg.data.test_path, cfg.data.val_fraction, cfg.data.test_fraction, cfg.data.max_per_class,
              cfg.data.dedupe, cfg.data.merge_case, cfg.train.seed)
     return repr(parts)
 

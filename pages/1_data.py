@@ -1,7 +1,7 @@
 """Data: pick or upload a labelled data set, see what is in it and what may go wrong."""
 import streamlit as st
 
-from app import data_sources, data_ui, domain_ui
+from app import data_sources, data_ui, domain_ui, split_files_ui
 from app.demo import describe_path
 from app.forms import render_settings
 from app.nav import page_file
@@ -30,7 +30,7 @@ if not chosen:
 
 st.subheader(f"Using: {md(describe_path(cfg.data.path))}")
 st.markdown("**Split settings**: the share of examples held out to measure the model on data it never trains on.")
-problems = render_settings(cfg, ("data",), skip=("data.path", "data.val_path", "data.text_column", "data.label_column",
+problems = render_settings(cfg, ("data",), skip=("data.path", "data.val_path", "data.test_path", "data.text_column", "data.label_column",
                                                  "data.image_column"), columns=3, advanced_label="More split settings")
 for problem in problems + [p for p in cfg.validate() if p.startswith("data.val_fraction")]:
     st.error(md(problem))
@@ -54,6 +54,7 @@ with friendly("read the data"):
 
     st.subheader("Examples")
     data_ui.show_samples(found.dataset)
+    split_files_ui.split_files_section(cfg, found.dataset.modality)
     domain_ui.new_domain_section(cfg, found.dataset.modality)
     save_draft(cfg)
     st.page_link(page_file("2_model"), label="Next: choose the model and its layers", icon=":material/arrow_forward:")

@@ -4,6 +4,7 @@ import streamlit as st
 from app import domain_ui, model_ui, probe_ui
 from app.data_ui import inspect
 from app.forms import follow_recommended_rates, render_field, render_settings
+from app.from_run_ui import start_from_run
 from app.layers import layer_map
 from app.nav import page_file
 from app.recipes_ui import recipe_box
@@ -40,16 +41,8 @@ cfg.model.name = st.selectbox("Pretrained model", names, key=key, format_func=mo
                               help="Models marked ready ✓ are on this machine (installed with the app, or downloaded "
                                    "before); the others download their weights the first time a run uses them, "
                                    "which needs a network.")
-with st.expander("Use another model: a Hugging Face hub id, a local Hugging Face folder, or run:<run id>"):
-    st.caption("A local folder must lie under the app's data or runs folder.")
-    other = st.text_input("Model name", key="other_model", placeholder="distilbert-base-uncased")
-    if st.button("Use this model", key="use_other_model") and other.strip():
-        with friendly("use this model"):
-            get_spec(other.strip(), runs_dir=runs_dir(), allowed_roots=allowed_roots())
-            cfg.model.name = other.strip()
-            del st.session_state[key]
-            save_draft(cfg)
-            st.rerun()
+start_from_run(cfg, classes, modality, key)
+model_ui.other_model(cfg, key)
 
 spec = None
 with friendly("describe the model"):

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import charts, results_ui
+from app.evaluate_ui import evaluate_elsewhere
 from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
@@ -60,6 +61,7 @@ with right:
                        file_name=f"{record.id}-per-class.csv", mime="text/csv", icon=":material/download:",
                        key="download_per_class")
 
+evaluate_elsewhere(store, record)
 decision_section(store, record.id)
 
 st.subheader("Examples it gets wrong")

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Short names for the settings people change most; every setting also has its --section.name option.
-ALIASES = {"data.path": "--data", "data.val_path": "--val", "model.name": "--model", "freeze.preset": "--freeze",
+ALIASES = {"data.path": "--data", "data.val_path": "--val", "data.test_path": "--test", "model.name": "--model", "freeze.preset": "--freeze",
            "train.epochs": "--epochs", "optim.lr": "--lr", "train.batch_size": "--batch-size",
            "model.image_size": "--image-size", "model.max_length": "--max-length", "train.seed": "--seed",
            "adapt.target": "--target", "adapt.target_val": "--target-val", "adapt.method": "--adapt",

@@ -37,6 +37,8 @@ class DataConfig:
     path: str = _field("", "Training data: an image folder or .zip with one subfolder per class, "
                            "a CSV of (image path, label), a CSV/TSV/JSONL text file, or demo:bbc-news / demo:fashion-mnist.")
     val_path: str = _field("", "Optional validation data in the same format. Empty: split off part of the training data.")
+    test_path: str = _field("", "Optional test data in the same format, measured once at the end. Empty: data.test_fraction "
+                                "of the training data (none by default).")
     text_column: str = _field("", "Text column of a text file. Empty: detected from common names (text, sentence, review, content).", advanced=True)
     label_column: str = _field("", "Label column. Empty: detected from common names (label, class, category, target).", advanced=True)
     image_column: str = _field("", "Image path column of an image CSV. Empty: detected (image, path, file, filename).", advanced=True)
@@ -63,6 +65,9 @@ class ModelConfig:
                                   "(mean for sentence-transformers models such as all-MiniLM-L6-v2, the pooler for BERT-style "
                                   "classifiers); mean: the average of the tokens; cls: the first token; pooler: the model's "
                                   "pooler on the first token. Ignored for images.", choices=POOLINGS)
+    new_head: bool = _field(False, "With a run:<id> model whose classes are the data's: a new, randomly initialised head "
+                                   "instead of the run's trained one (a model of other classes always gets a new head).",
+                            advanced=True)
     feature_layer: str = _field("", "The layer group the head reads (pooled as the layer probe does); the groups above it are "
                                     "removed. Empty: the last group below the head. On data far from the pretraining data a "
                                     "middle group often transfers better (python -m transfer_core probe measures each).",
@@ -251,6 +256,9 @@ class RunConfig:
             problems.append("data.path is empty; give a data folder, zip, CSV/TSV/JSONL file or a demo set (demo:bbc-news, demo:fashion-mnist).")
         if not str(self.model.name).strip():
             problems.append("model.name is empty; pick a model (see `python -m transfer_core models`).")
+        if self.data.test_path.strip() and self.data.test_fraction > 0:
+            problems.append("data.test_path and data.test_fraction both ask for a test set; set data.test_fraction to 0 "
+                            "to use the file, or clear data.test_path.")
         if self.data.val_fraction + self.data.test_fraction >= 0.9:
             problems.append("data.val_fraction + data.test_fraction leave under 10 % for training; lower them.")
         if self.freeze.preset == "custom" and not self.freeze.trainable_groups:

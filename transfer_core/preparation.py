@@ -62,13 +62,15 @@ def prepare_data(cfg: RunConfig, *, tokenizer=None, allowed_roots: list | None =
     d = cfg.data
     dataset = load_configured(d.path, cfg, allowed_roots=allowed_roots)
     val_dataset = load_configured(d.val_path, cfg, allowed_roots=allowed_roots) if d.val_path.strip() else None
+    test_dataset = load_configured(d.test_path, cfg, allowed_roots=allowed_roots) if d.test_path.strip() else None
     notices = list(dataset.warnings)
     if d.merge_case:
         # One mapping for both sets, so a validation "Cat" lands in the same class as a training "cat".
-        merges = case_merge_map(label_counts(dataset, val_dataset))
+        merges = case_merge_map(label_counts(dataset, val_dataset, test_dataset))
         if merges:
             dataset = merge_labels(dataset, merges)
             val_dataset = merge_labels(val_dataset, merges) if val_dataset is not None else None
+            test_dataset = merge_labels(test_dataset, merges) if test_dataset is not None else None
             notices.append("Labels differing only in case were merged: "
                            + ", ".join(f"'{a}' into '{b}'" for a, b in sorted(merges.items())))
 
@@ -82,10 +84,7 @@ def prepare_data(cfg: RunConfig, *, tokenizer=None, allowed_roots: list | None =
         lost = [c for c in before if c not in dataset.class_counts()]
         if lost:
             notices.append(f"Class(es) {_quoted(lost)} were left out: none of their files can be read")
-    if val_dataset is not None:
-        val_report = build_report(val_dataset, None)
-        if val_report.unreadable_ids:
-            val_dataset = drop_ids(val_dataset, val_report.unreadable_ids, reason="unreadable")
+    val_dataset, test_dataset = (_readable(given) for given in (val_dataset, test_dataset))
     if d.dedupe:
         before = dataset.class_counts()
         dataset, removed = dedupe(dataset)
@@ -96,8 +95,8 @@ def prepare_data(cfg: RunConfig, *, tokenizer=None, allowed_roots: list | None =
         dataset = limit_per_class(dataset, d.max_per_class, seed=cfg.train.seed)
 
     try:
-        splits = make_splits(dataset, val_dataset, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                             seed=cfg.train.seed)
+        splits = make_splits(dataset, val_dataset, test_ds=test_dataset, val_fraction=d.val_fraction,
+                             test_fraction=d.test_fraction, seed=cfg.train.seed)
     except DataError as exc:
         _add_refusal(first_look, "not_splittable", str(exc))
         exc.report = first_look
@@ -106,6 +105,14 @@ def prepare_data(cfg: RunConfig, *, tokenizer=None, allowed_roots: list | None =
     if not report.ok:
         raise _blocking(report)
     return PreparedData(dataset, splits, report, first_look, notices)
+
+
+def _readable(given: Dataset | None) -> Dataset | None:
+    """A validation or test file without its unreadable files."""
+    if given is None:
+        return None
+    unreadable = build_report(given, None).unreadable_ids
+    return drop_ids(given, unreadable, reason="unreadable") if unreadable else given
 
 
 def _parts_needed(with_test: bool, given_val: bool) -> int:

@@ -65,6 +65,7 @@ from .loop.randomness import seed_everything, set_rng_state
 from .loop.startup import ResumeRefused, check_resumable, check_startable, max_epochs
 from .loop.state import EpochTotals, RunState
 from .models import BuiltModel, TextPreprocess, build_model
+from .models.registry import replace_head
 from .optim import build_optimizer, build_scheduler, load_optimizer_state
 from .preparation import PreparedData, prepare_data
 from .run_files import (
@@ -228,6 +229,8 @@ class Trainer:
                                  image_size=cfg.model.image_size, max_length=cfg.model.max_length,
                                  runs_dir=self.store.root, pooling=cfg.model.pooling,
                                  feature_layer=cfg.model.feature_layer)
+        if cfg.model.new_head and self.built.spec.from_run is not None:   # the run's head, though it fits: not wanted
+            self.built = replace_head(self.built, self.data.classes, cfg.model.head_dropout, cfg.model.head_hidden)
         if self.built.modality != self.data.modality:
             raise TransferError(f"model {cfg.model.name} is for {self.built.modality}s but the data holds "
                                 f"{self.data.modality}s; pick a {self.data.modality} model (see `python -m transfer_core models`)")

@@ -140,27 +140,42 @@ def split_dataset(ds: Dataset, *, val_fraction: float = 0.2, test_fraction: floa
                   test=ds.subset(sorted(test)) if with_test else None)
 
 
-def make_splits(train_ds: Dataset, val_ds: Dataset | None = None, *, val_fraction: float = 0.2,
-                test_fraction: float = 0.0, seed: int = 0) -> Splits:
-    """Use the given validation set when there is one (a test set is then split off training), else split."""
+def make_splits(train_ds: Dataset, val_ds: Dataset | None = None, *, test_ds: Dataset | None = None,
+                val_fraction: float = 0.2, test_fraction: float = 0.0, seed: int = 0) -> Splits:
+    """Use the given validation set when there is one (a test set is then split off training), else split.
+    A given test set is used as it is (test_fraction is then not used)."""
+    if test_ds is not None:
+        _check_given(test_ds, train_ds, "test")
+        rest = make_splits(train_ds, val_ds, val_fraction=val_fraction, seed=seed)
+        return Splits(train=rest.train, val=rest.val, test=_given_part(test_ds, rest.train, "test"))
     if val_ds is None:
         return split_dataset(train_ds, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    if val_ds.modality != train_ds.modality:
-        raise DataError(f"The validation data holds {val_ds.modality} but the training data holds {train_ds.modality}; use the same kind for both.")
-    if len(val_ds) == 0:
-        raise DataError("The validation data is empty; add labelled examples or leave the validation path empty to split the training data.")
-    unknown = sorted(set(val_ds.classes) - set(train_ds.classes))
-    if unknown:
-        raise DataError(f"The validation data has class '{unknown[0]}' which the training data lacks; "
-                        "rename it to a training class or add training examples of it.")
+    _check_given(val_ds, train_ds, "validation")
     if test_fraction > 0:
         parts = split_dataset(train_ds, val_fraction=test_fraction, seed=seed)
         train, test = parts.train, parts.val
     else:
         _require_splittable(train_ds, 1)
         train, test = train_ds, None
-    val = val_ds.subset(range(len(val_ds)))
-    missing = sorted(set(train.classes) - set(val.classes))
+    return Splits(train=train, val=_given_part(val_ds, train, "validation"), test=test)
+
+
+def _check_given(given: Dataset, train_ds: Dataset, role: str) -> None:
+    """A validation or test file that can measure a model trained on `train_ds`."""
+    path = "validation" if role == "validation" else "test"
+    if given.modality != train_ds.modality:
+        raise DataError(f"The {role} data holds {given.modality} but the training data holds {train_ds.modality}; use the same kind for both.")
+    if len(given) == 0:
+        raise DataError(f"The {role} data is empty; add labelled examples or leave the {path} path empty to split the training data.")
+    unknown = sorted(set(given.classes) - set(train_ds.classes))
+    if unknown:
+        raise DataError(f"The {role} data has class '{unknown[0]}' which the training data lacks; "
+                        "rename it to a training class or add training examples of it.")
+
+
+def _given_part(given: Dataset, train: Dataset, role: str) -> Dataset:
+    part = given.subset(range(len(given)))
+    missing = sorted(set(train.classes) - set(part.classes))
     if missing:
-        val.warnings.append(f"Class(es) {', '.join(repr(c) for c in missing[:5])} have no validation examples, so their accuracy cannot be measured.")
-    return Splits(train=train, val=val, test=test)
+        part.warnings.append(f"Class(es) {', '.join(repr(c) for c in missing[:5])} have no {role} examples, so their accuracy cannot be measured.")
+    return part
