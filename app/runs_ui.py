@@ -7,11 +7,14 @@ import time
 import pandas as pd
 import streamlit as st
 
+from transfer_core.config import RunConfig
 from transfer_core.csvsafe import csv_bytes
 from transfer_core.events import RunStatus
 from transfer_core.summary import best_note
 
 from .demo import describe_path
+from .nav import page_file
+from .state import replace_draft
 from .ui import fmt_duration, fmt_pct
 
 COMPARE_METRICS = {"val_accuracy": "Validation accuracy", "val_loss": "Validation loss",
@@ -123,6 +126,12 @@ def default_comparison(runs: list, anchor_id: str | None = None, limit: int = 3)
     same = [r.id for r in runs if r.id != anchor.id and r.dataset == anchor.dataset
             and (r.modality or anchor.modality) == (anchor.modality or r.modality)]
     return [anchor.id, *same][:limit]
+
+
+def reuse_settings(record) -> None:
+    """The run's settings as the draft, then the Train page (where Start trains them again)."""
+    replace_draft(RunConfig.of_saved_run(record.config))
+    st.switch_page(page_file("3_train"))
 
 
 def settle_dead_runs(store, jobs) -> list[str]:

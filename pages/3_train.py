@@ -3,6 +3,7 @@ import streamlit as st
 
 from app import model_ui
 from app.commands import cli_command
+from app.compare_ui import compare_strategies_box
 from app.data_ui import data_problem, imbalance_suggestion
 from app.demo import describe_path
 from app.forms import (
@@ -15,6 +16,7 @@ from app.forms import (
 )
 from app.layers import augmentation_cache_notice
 from app.live import live_view
+from app.lr_find_ui import lr_finder
 from app.nav import page_file
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
@@ -74,6 +76,8 @@ if spec is not None:
     for warning in rate_warnings(cfg, spec):
         st.warning(md(warning), icon=":material/speed:")
 augmentation_cache_notice(cfg, modality)
+lr_finder(cfg)
+compare_strategies_box(cfg)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):
     st.error(md(problem))

@@ -1,11 +1,11 @@
 """Runs: every run in the store (also those started from the CLI); compare, resume, extend or delete."""
 import streamlit as st
 
-from app import charts, runs_ui
+from app import compare_ui, runs_ui
 from app.resources import get_jobs, get_store
 from app.state import current_run_id, open_on_train_page, set_current_run
 from app.text import md
-from app.ui import friendly, pick_run, run_label, sentence
+from app.ui import friendly, pick_run, sentence
 from transfer_core.events import RunStatus
 from transfer_core.trainer import max_epochs
 
@@ -19,7 +19,6 @@ runs = store.list_runs()
 if not runs:
     st.info("No runs yet. Runs started here or with `python -m transfer_core train` appear in this list.")
     st.stop()
-by_id = {r.id: r for r in runs}
 for r in runs:
     if r.is_active:
         st.info(f"**{md(r.name)}** is {r.status}: {r.epochs_done} epoch(s) done so far. Watch it on the Train page.",
@@ -29,20 +28,7 @@ st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_
 runs_ui.table_buttons(runs)
 
 st.subheader("Compare")
-default = runs_ui.default_comparison(runs, current_run_id(store, attach_active=False))
-chosen = st.multiselect("Runs to compare", list(by_id), default=default, max_selections=10,
-                        format_func=lambda i: run_label(by_id[i]), key="compare_runs",
-                        help="At first the runs on the same data as the latest one: accuracies on other data "
-                             "(or of image against text models) are not comparable.")
-if chosen:
-    metric = st.radio("Metric", list(runs_ui.COMPARE_METRICS), horizontal=True, key="compare_metric",
-                      format_func=runs_ui.COMPARE_METRICS.get)
-    frame = store.metrics_for_runs(chosen, "epoch")
-    st.plotly_chart(charts.compare_curves(frame, metric, {i: by_id[i].name for i in chosen},
-                                         runs_ui.COMPARE_METRICS[metric]), key="compare_chart",
-                    config={"displayModeBar": False})
-    st.dataframe(runs_ui.comparison_table([by_id[i] for i in chosen]), hide_index=True, width="stretch",
-                 column_config=runs_ui.comparison_table_config())
+compare_ui.compare_section(store, runs, current_run_id(store, attach_active=False))
 
 st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
@@ -58,9 +44,12 @@ if runs_ui.files_missing(store, record):
             set_current_run(None)
         st.rerun()
     st.stop()
-follow, resume, extend, delete = st.columns(4)
+follow, reuse, resume, extend, delete = st.columns(5)
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
     open_on_train_page(record.id)
+if reuse.button("Reuse these settings", key="run_reuse", icon=":material/content_copy:",
+                help="Its settings become the draft of the next run (Data, Model and Train pages)."):
+    runs_ui.reuse_settings(record)
 with friendly("change the run"):
     refusal = store.resume_refusal(record.id) if record.status == RunStatus.FAILED else ""
     if refusal:

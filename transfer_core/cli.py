@@ -17,6 +17,9 @@ from pathlib import Path
 from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
 from .events import BatchEnded, EpochEnded, Notice, RunStarted
+from .lr_find import END_LR as LR_END
+from .lr_find import START_LR as LR_START
+from .lr_find import STEPS as LR_STEPS
 from .probe import PROBE_EPOCHS
 from .recipes import RECIPES, get_recipe
 from .run_files import default_runs_dir
@@ -70,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="the data report, without training")
     add_setting_options(rep, sections=("data",))
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    lf = sub.add_parser("lr-find", help="a learning-rate range test: the loss as the rate grows, and a suggested rate")
+    add_setting_options(lf)
+    lf.add_argument("--steps", type=int, default=LR_STEPS, help=f"steps of the test (default {LR_STEPS})")
+    lf.add_argument("--start-lr", type=float, default=LR_START, help=f"the first step's rate (default {LR_START:g})")
+    lf.add_argument("--end-lr", type=float, default=LR_END, help=f"the last step's rate (default {LR_END:g})")
+    lf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     th = sub.add_parser("threshold", help="a two-class run's decision threshold: show it, or set it from a threshold "
                                           "or a recall to reach on the validation data")
     th.add_argument("--run", required=True)
@@ -353,6 +362,29 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_lr_find(args) -> int:
+    from .lr_find import lr_find
+    from .models import default_model
+    from .preparation import guess_modality
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError("no data to test with; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
+    if "model.name" not in explicit_settings(args):
+        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    result = lr_find(cfg.check(), runs_dir=Path(args.runs_dir), start_lr=args.start_lr, end_lr=args.end_lr,
+                     steps=args.steps)
+    print(f"{'learning_rate':>13}  {'loss':>8}  {'smoothed':>8}")
+    every = max(1, len(result.lrs) // 20)
+    for i in range(0, len(result.lrs), every):
+        print(f"{result.lrs[i]:>13.3g}  {result.losses[i]:>8.4f}  {result.smoothed[i]:>8.4f}")
+    print(f"suggested learning rate: {result.suggested_lr:.3g}" if result.suggested_lr else
+          "no suggestion: the loss never fell", file=sys.stderr)
+    print(to_json({"model": result.model, "suggested_lr": result.suggested_lr, "steepest_lr": result.steepest_lr,
+                   "stopped_by_divergence": result.stopped_by_divergence,
+                   "points": [[lr, loss, smooth] for lr, loss, smooth in zip(result.lrs, result.losses, result.smoothed)]}))
+    return 0
+
+
 def cmd_threshold(args) -> int:
     from .runs import clear_threshold, decision_summary, set_threshold, validation_scores
     store = _store(args)
@@ -390,7 +422,7 @@ def cmd_probe(args) -> int:
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report,
-            "probe": cmd_probe, "threshold": cmd_threshold}
+            "probe": cmd_probe, "threshold": cmd_threshold, "lr-find": cmd_lr_find}
 
 
 class ProgressBar:

@@ -159,6 +159,9 @@ class Trainer:
         self.run_id = run_id
         self.control = control
         self.run_dir = store.run_dir(run_id)
+        # The runs folder: run:<id> models are found there, and frozen features and decoded images are kept
+        # there between runs.
+        self.runs_root = store.root
         self.output = RunOutput(store, run_id, self.run_dir, observers)
         self.emit, self.notify = self.output.emit, self.output.notify
         self.amp = amp_dtype(self.device, config.train.mixed_precision)
@@ -227,7 +230,7 @@ class Trainer:
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
                                  head_dropout=cfg.model.head_dropout, head_hidden=cfg.model.head_hidden,
                                  image_size=cfg.model.image_size, max_length=cfg.model.max_length,
-                                 runs_dir=self.store.root, pooling=cfg.model.pooling,
+                                 runs_dir=self.runs_root, pooling=cfg.model.pooling,
                                  feature_layer=cfg.model.feature_layer)
         if cfg.model.new_head and self.built.spec.from_run is not None:   # the run's head, though it fits: not wanted
             self.built = replace_head(self.built, self.data.classes, cfg.model.head_dropout, cfg.model.head_hidden)

@@ -82,7 +82,7 @@ class DomainAdaptation(LoopComponent):
         target = load_unlabelled(cfg.adapt.target, modality=loop.data.modality, text_column=cfg.data.text_column,
                                  image_column=cfg.data.image_column, allowed_roots=loop.allowed_roots)
         self.samples = batching.sample_set(loop.built, target, augment=cfg.augment, decoded=cfg.train.cache_images,
-                                           cache_root=loop.store.root)
+                                           cache_root=loop.runs_root)
         loop.notify(f"domain adaptation ({self.method}): {len(target)} unlabelled samples of the new domain join "
                     "every training step; every layer runs at every step")
 
@@ -172,7 +172,7 @@ class TargetValidation(LoopComponent):
             loop.notify(f"the labelled new-domain data has classes the training data lacks ({', '.join(unknown[:5])}); "
                         "its samples of those classes are left out of target_accuracy")
         self.samples = batching.sample_set(loop.built, self.dataset, decoded=loop.config.train.cache_images,
-                                           cache_root=loop.store.root)
+                                           cache_root=loop.runs_root)
 
     def scores(self, loop) -> dict:
         preds = predict_dataset(loop.built, self.dataset, batch_size=loop.state.eval_batch_size, device=loop.device,

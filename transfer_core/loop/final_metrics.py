@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..devices import describe_device, precision_name
+from ..freezing import count_trainable
 from ..run_files import METRICS_FILE, PREDICTIONS_FILE, TEST_PREDICTIONS_FILE
 from ..summary import best_fields, best_row
 
@@ -24,7 +25,9 @@ def final_metrics(loop) -> dict:
         metrics.update(test_accuracy=test["accuracy"], test_macro_f1=test["macro_f1"], test_loss=test["loss"])
         full["test"] = test
     metrics.update(loop.extra_metrics)   # components' own numbers (target_accuracy of domain adaptation)
-    full.update(summary=metrics, history=history, hardware=hardware(loop))
+    trainable, total = count_trainable(loop.built)   # (in the run's last stage)
+    full.update(summary=metrics, history=history, hardware=hardware(loop),
+                parameters={"trainable": trainable, "total": total})
     loop.output.write_json(METRICS_FILE, full)
     return metrics
 

@@ -28,7 +28,7 @@ class StepInputs(LoopComponent):
     def setup(self, loop) -> None:
         cfg = loop.config
         self.train_samples = batching.sample_set(loop.built, loop.data.splits.train, augment=cfg.augment,
-                                                 decoded=cfg.train.cache_images, cache_root=loop.store.root)
+                                                 decoded=cfg.train.cache_images, cache_root=loop.runs_root)
         self.train_targets = torch.tensor(self.train_samples.targets, device=loop.device)
         # train.class_balance: the loss's class weights or the epochs' drawing weights (balance.py)
         self.loss_weight, self.sample_weights = balance_inputs(cfg.train.class_balance, self.train_targets,
@@ -46,7 +46,7 @@ class StepInputs(LoopComponent):
         if split not in self.eval_samples:
             self.eval_samples[split] = batching.sample_set(loop.built, getattr(loop.data.splits, split),
                                                            decoded=loop.config.train.cache_images,
-                                                           cache_root=loop.store.root)
+                                                           cache_root=loop.runs_root)
         return self.eval_samples[split]
 
     def sample_lengths(self):
@@ -139,7 +139,7 @@ class StepInputs(LoopComponent):
             dataset = getattr(loop.data.splits, split)
             samples = self.train_samples if split == "train" else self.eval_samples_of(loop, split)
             key = cache_key(loop.config, loop.built, f"{dataset.fingerprint()}:{digest}", split)
-            feats, hit = cached_features(loop.built, samples, key=key, cache_root=loop.store.root,
+            feats, hit = cached_features(loop.built, samples, key=key, cache_root=loop.runs_root,
                                          batch_size=loop.state.eval_batch_size, device=loop.device, amp_dtype=loop.amp)
             features[split] = feats.to(loop.device)
             hits.append(hit)
@@ -157,7 +157,7 @@ class StepInputs(LoopComponent):
             dataset = getattr(loop.data.splits, split)
             samples = self.train_samples if split == "train" else self.eval_samples_of(loop, split)
             key = cache_key(loop.config, loop.built, f"{dataset.fingerprint()}:{digest}", split, cut=cut)
-            cache, hit = cached_prefix(loop.built, samples, cut, key=key, cache_root=loop.store.root,
+            cache, hit = cached_prefix(loop.built, samples, cut, key=key, cache_root=loop.runs_root,
                                        batch_size=loop.state.eval_batch_size, device=loop.device, amp_dtype=loop.amp,
                                        max_bytes=budget - sum(c.nbytes for c in caches.values()))
             if cache is None:
