@@ -18,7 +18,7 @@ from .nav import page_file
 from .resources import allowed_roots, get_jobs, runs_dir
 from .results_ui import run_metrics
 from .state import set_current_run
-from .ui import friendly, run_label
+from .ui import fmt_int, friendly, run_label
 
 GROUP_KEY = "compared_runs"     # the runs "Compare strategies" queued last, compared first on the Runs page
 MATRICES_AT_MOST = 4
@@ -61,7 +61,9 @@ def compare_section(store, runs: list, anchor_id: str | None) -> None:
                     config={"displayModeBar": False})
     records = [by_id[i] for i in chosen]
     table = runs_ui.comparison_table(records)
-    table.insert(table.columns.get_loc("epochs"), "trainable parameters", [_trainable(store, r) for r in records])
+    at = table.columns.get_loc("epochs")
+    table.insert(at, "training time", [runs_ui.training_time(r) for r in records])
+    table.insert(at, "trainable parameters", [_trainable(store, r) for r in records])
     st.dataframe(table, hide_index=True, width="stretch", column_config=runs_ui.comparison_table_config())
     differing = differing_settings(records)
     if not differing.empty:
@@ -92,7 +94,7 @@ def _cell(value) -> str:
 def _trainable(store, record) -> str:
     parameters = run_metrics(store.run_dir(record.id)).get("parameters") or {}
     trainable, total = parameters.get("trainable"), parameters.get("total")
-    return f"{trainable:,} of {total:,}" if trainable is not None and total else "-"
+    return f"{fmt_int(trainable)} of {fmt_int(total)}" if trainable is not None and total else "-"
 
 
 def _matrices(store, records: list) -> None:

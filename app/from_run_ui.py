@@ -10,6 +10,7 @@ from transfer_core.config import RunConfig
 from transfer_core.models.runs import PREFIX
 from transfer_core.run_files import LABELS_FILE, WEIGHTS_FILE
 
+from .demo import describe_path
 from .resources import get_store
 from .results_ui import finished_runs
 from .state import WIDGET_PREFIX, save_draft
@@ -36,7 +37,8 @@ def start_from_run(cfg: RunConfig, classes: tuple, modality: str | None, picker_
         with friendly("read the run"):
             labels = json.loads((store.run_dir(record.id) / LABELS_FILE).read_text(encoding="utf-8"))
             shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
-            st.caption(md(f"{record.model}, trained on {record.dataset} for {len(labels)} classes: {shown}."))
+            st.caption(md(f"{record.model}, trained on {describe_path(record.dataset)} for {len(labels)} classes: "
+                          f"{shown}."))
             head = _head_choice(labels, classes)
             if st.button("Start from this run", key="use_from_run", icon=":material/start:"):
                 _use_run(cfg, record, head == "new")

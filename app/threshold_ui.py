@@ -11,6 +11,7 @@ from . import charts
 from .text import md
 from .ui import fmt_pct, friendly
 
+FEW = 10   # validation examples of the class to find below which a chosen threshold is a rough guess
 MODES = {"threshold": "A threshold", "recall": "A share of them to find (recall)"}
 
 
@@ -33,6 +34,11 @@ def _choose(store, run_id: str, classes: list[str], saved: DecisionRule | None) 
     positive = st.selectbox("The class to find", classes, index=classes.index(default), key=f"decision_positive_{run_id}",
                             format_func=str)
     scores = validation_scores(store, run_id, positive)
+    found = int(scores.is_positive.sum())
+    if found < FEW:
+        st.warning(f"The validation data holds only {found} example{'s' if found != 1 else ''} of '{md(positive)}': "
+                   "the curve is rough and a threshold chosen on it may not hold on new data. A larger validation "
+                   "share or a validation file of its own (Data page) makes it trustworthy.", icon=":material/warning:")
     own = saved if saved is not None and saved.positive == positive else None
     mode = st.radio("Choose by", list(MODES), format_func=MODES.get, horizontal=True, key=f"decision_mode_{run_id}",
                     index=1 if own is not None and own.target_recall is not None else 0)
@@ -64,11 +70,13 @@ def _choose(store, run_id: str, classes: list[str], saved: DecisionRule | None) 
 def _save_buttons(store, run_id: str, positive: str, threshold: float, target: float | None,
                   saved: DecisionRule | None) -> None:
     if saved is not None:
-        st.caption(f"In use: it says **{md(saved.positive)}** from a probability of {saved.threshold:.3f} on"
-                   + (f" (chosen to find {saved.target_recall:.0%})" if saved.target_recall else "")
+        st.caption(f"In use: it says **{md(saved.positive)}** when its probability is at least {saved.threshold:.3f}"
+                   + (f" (chosen to find {saved.target_recall:.0%} of them)" if saved.target_recall else "")
                    + ". Try, evaluate and the export bundle use it.")
+    in_use = saved is not None and (saved.positive, saved.threshold, saved.target_recall) == (positive, threshold, target)
     left, right = st.columns(2)
-    if left.button(f"Use the threshold {threshold:.3f}", key="decision_save", type="primary", icon=":material/tune:"):
+    if left.button("In use" if in_use else f"Use the threshold {threshold:.3f}", key="decision_save", type="primary",
+                   icon=":material/tune:", disabled=in_use):
         with friendly("save the threshold"):
             set_threshold(store, run_id, positive=positive, threshold=None if target else threshold, recall=target)
             st.rerun()

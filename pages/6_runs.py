@@ -44,7 +44,7 @@ if runs_ui.files_missing(store, record):
             set_current_run(None)
         st.rerun()
     st.stop()
-follow, reuse, resume, extend, delete = st.columns(5)
+follow, reuse, resume, extend, delete = st.columns([1.3, 1.2, 1, 1, 1])
 if follow.button("Open on the Train page", key="run_open", icon=":material/visibility:"):
     open_on_train_page(record.id)
 if reuse.button("Reuse these settings", key="run_reuse", icon=":material/content_copy:",

@@ -59,6 +59,8 @@ def test_a_threshold_chosen_on_results_is_used_by_try_and_the_export(two_class_r
     saved = json.loads((run_dir / DECISION_FILE).read_text())
     assert saved["positive"] == "square" and saved["target_recall"] == 1.0
     assert any("In use: it says **square**" in c.value for c in at.caption)
+    assert at.button(key="decision_save").disabled and at.button(key="decision_save").label == "In use"
+    assert any("only 5 examples of 'square'" in w.value for w in at.warning)   # 12 squares, 40 % for validation
 
     at.switch_page("../pages/5_try.py").run()
     at.file_uploader(key="try_image").set_value(("new.png", png_bytes(shape_image("circle", 7)), "image/png")).run()
