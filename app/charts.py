@@ -171,5 +171,22 @@ def precision_recall(curve: pd.DataFrame, positive: str, chosen: dict, default: 
     return _layout(fig, height=340, title="Precision and recall on the validation data", hovermode="closest")
 
 
+def range_test(result) -> go.Figure:
+    """The loss of each step of the learning-rate range test (lr_find.RangeTest) against its rate, with the suggestion."""
+    fig = go.Figure()
+    fig.add_scatter(x=result.lrs, y=result.losses, mode="lines", name="loss at each step", opacity=0.35,
+                    line=dict(color=TRAIN_COLOUR))
+    finite = [(lr, loss) for lr, loss in zip(result.lrs, result.smoothed) if math.isfinite(loss)]
+    fig.add_scatter(x=[p[0] for p in finite], y=[p[1] for p in finite], mode="lines", name="smoothed",
+                    line=dict(color=TRAIN_COLOUR, width=3))
+    if result.suggested_lr is not None:
+        fig.add_vline(x=result.suggested_lr, line=dict(color=VAL_COLOUR, dash="dash"),
+                      annotation_text=f"suggested {result.suggested_lr:.2g}")
+    lowest = min((p[1] for p in finite), default=1.0)
+    fig.update_xaxes(type="log", title="learning rate (of the head)", exponentformat="power")
+    fig.update_yaxes(title="training loss", range=[0, max(4 * lowest, 0.1)])
+    return _layout(fig, height=320, title="Loss as the learning rate grows", hovermode="closest")
+
+
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and not math.isnan(x)

@@ -24,13 +24,14 @@ GROUP_KEY = "compared_runs"     # the runs "Compare strategies" queued last, com
 MATRICES_AT_MOST = 4
 
 
-def compare_strategies_box(cfg: RunConfig) -> None:
+def compare_strategies_box(cfg: RunConfig, *, blocked: bool) -> None:
+    """`blocked`: the settings or the data cannot be trained (Start is off for the same reason)."""
     with st.expander("Compare strategies: " + ", ".join(s.title.lower() for s in STRATEGIES)):
         st.caption("Trains these settings four ways on the same split and seed, one run after the other: the head "
                    "alone, the top layer groups, every layer, and the same network from random weights (no transfer). "
                    "The differences between them are what the pretrained layers bring. They appear side by side on "
                    "the Runs page.")
-        if st.button("Train all four", key="compare_strategies", icon=":material/compare_arrows:"):
+        if st.button("Train all four", key="compare_strategies", icon=":material/compare_arrows:", disabled=blocked):
             with friendly("queue the four runs"):
                 stamp = time.strftime("%H:%M")
                 ids = [get_jobs().submit(config, name=f"{strategy.title} · compared {stamp}")
@@ -74,7 +75,13 @@ def compare_section(store, runs: list, anchor_id: str | None) -> None:
 
 def differing_settings(records: list) -> pd.DataFrame:
     """One row per run, one column per setting whose value is not the same in every run (as the forms name it)."""
-    configs = [RunConfig.of_saved_run(r.config) for r in records]
+    readable = []
+    for record in records:
+        try:
+            readable.append((record, RunConfig.of_saved_run(record.config)))
+        except Exception:   # a config from a newer version or edited by hand: compared on the rest
+            continue
+    records, configs = [r for r, _ in readable], [c for _, c in readable]
     columns = {}
     for dotted, _, _ in iter_fields(RunConfig()):
         values = [c.get(dotted) for c in configs]
@@ -92,7 +99,13 @@ def _cell(value) -> str:
 
 
 def _trainable(store, record) -> str:
-    parameters = run_metrics(store.run_dir(record.id)).get("parameters") or {}
+    """From metrics.json: none while a run trains, or when it failed before the end."""
+    if not (store.run_dir(record.id) / METRICS_FILE).is_file():
+        return "-"
+    try:
+        parameters = run_metrics(store.run_dir(record.id)).get("parameters") or {}
+    except (OSError, ValueError):
+        return "-"
     trainable, total = parameters.get("trainable"), parameters.get("total")
     return f"{fmt_int(trainable)} of {fmt_int(total)}" if trainable is not None and total else "-"
 

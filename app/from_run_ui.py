@@ -24,6 +24,8 @@ CHANGED = ("model.new_head", "model.image_size", "model.max_length", "model.head
 def start_from_run(cfg: RunConfig, classes: tuple, modality: str | None, picker_key: str) -> None:
     """`classes`: the data's, to say whether the run's head fits; `picker_key`: the model picker's widget key,
     dropped so that it shows the new choice."""
+    if cfg.model.new_head and not cfg.model.name.startswith(PREFIX):
+        cfg.model.new_head = False   # (only a run's model has a trained head to keep or replace)
     store = get_store()
     runs = [r for r in finished_runs(store, need=WEIGHTS_FILE) if modality is None or r.modality == modality]
     current = cfg.model.name[len(PREFIX):] if cfg.model.name.startswith(PREFIX) else None

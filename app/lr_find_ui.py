@@ -2,15 +2,12 @@
 curve, and the suggested rate one click away from the form."""
 from __future__ import annotations
 
-import math
-
-import plotly.graph_objects as go
 import streamlit as st
 
 from transfer_core.config import RunConfig
-from transfer_core.lr_find import RangeTest, lr_find
+from transfer_core.lr_find import lr_find
 
-from .charts import TRAIN_COLOUR, VAL_COLOUR, _layout
+from .charts import range_test
 from .resources import allowed_roots, runs_dir
 from .state import WIDGET_PREFIX, save_draft
 from .ui import friendly
@@ -23,22 +20,6 @@ def _settings_key(cfg: RunConfig) -> str:
     test = cfg.copy()
     test.optim.lr, test.train.epochs = 1.0, 1
     return test.to_json()
-
-
-def range_test_chart(result: RangeTest) -> go.Figure:
-    fig = go.Figure()
-    fig.add_scatter(x=result.lrs, y=result.losses, mode="lines", name="loss at each step", opacity=0.35,
-                    line=dict(color=TRAIN_COLOUR))
-    finite = [(lr, loss) for lr, loss in zip(result.lrs, result.smoothed) if math.isfinite(loss)]
-    fig.add_scatter(x=[p[0] for p in finite], y=[p[1] for p in finite], mode="lines", name="smoothed",
-                    line=dict(color=TRAIN_COLOUR, width=3))
-    if result.suggested_lr is not None:
-        fig.add_vline(x=result.suggested_lr, line=dict(color=VAL_COLOUR, dash="dash"),
-                      annotation_text=f"suggested {result.suggested_lr:.2g}")
-    lowest = min((p[1] for p in finite), default=1.0)
-    fig.update_xaxes(type="log", title="learning rate (of the head)", exponentformat="power")
-    fig.update_yaxes(title="training loss", range=[0, max(4 * lowest, 0.1)])
-    return _layout(fig, height=320, title="Loss as the learning rate grows", hovermode="closest")
 
 
 def lr_finder(cfg: RunConfig) -> None:
@@ -58,7 +39,7 @@ def lr_finder(cfg: RunConfig) -> None:
         if tested != key:
             st.caption("The settings changed since the test: run it again for these.")
             return
-        st.plotly_chart(range_test_chart(result), key="lr_find_chart", config={"displayModeBar": False})
+        st.plotly_chart(range_test(result), key="lr_find_chart", config={"displayModeBar": False})
         if result.suggested_lr is None:
             st.warning("The loss never fell: no rate to suggest. Check the data, or try more steps.")
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -112,8 +113,10 @@ def predict_top(run_id: str, item, k: int) -> tuple[dict, list[dict]]:
             [{"label": built.classes[i], "probability": float(probs[0][i])} for i in order])
 
 
-def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_row: int = 6) -> None:
-    """Images in a grid or texts in a table, each with its true label, prediction and confidence."""
+def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_row: int = 6,
+                 heatmap: Callable[[str], Any] | None = None) -> None:
+    """Images in a grid or texts in a table, each with its true label, prediction and confidence; with
+    `heatmap` (path -> image), each image is shown as that image instead (explain_ui.gallery_heatmap)."""
     if modality == "image":
         records = rows.to_dict("records")
         for start in range(0, len(records), per_row):
@@ -122,7 +125,7 @@ def show_gallery(rows: pd.DataFrame, inputs: dict[str, str], modality: str, per_
                 with col:
                     path = inputs.get(r["id"])
                     if path and Path(path).exists():
-                        st.image(path, width="stretch")
+                        st.image(heatmap(path) if heatmap else path, width="stretch")
                     else:
                         st.caption(md(r["id"]))
                     mark = "✓" if r["true"] == r["predicted"] else "✗"

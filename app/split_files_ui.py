@@ -8,7 +8,7 @@ from transfer_core.config import RunConfig
 
 from . import data_ui
 from .demo import describe_path
-from .state import save_draft
+from .state import WIDGET_PREFIX, save_draft
 from .text import md
 
 SLOTS = {"data.val_path": ("Validation file", "checks the model after every epoch and picks the best epoch"),
@@ -26,6 +26,9 @@ def split_files_section(cfg: RunConfig, modality: str) -> None:
             uploaded = st.file_uploader(f"{label}: {role}", type=types, key=_uploader_key(slot))
             if uploaded is not None and cfg.get(slot) != (path := str(data_ui.store_upload(uploaded, kind))):
                 cfg.set(slot, path)
+                if slot == "data.test_path":
+                    cfg.data.test_fraction = 0.0   # the file is the test set now
+                    st.session_state.pop(WIDGET_PREFIX + "data.test_fraction", None)
                 save_draft(cfg)
                 st.rerun()   # the counts and the report above are of the new split
             if cfg.get(slot):

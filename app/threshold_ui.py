@@ -26,6 +26,10 @@ def decision_section(store, run_id: str) -> None:
         st.caption("A two-class model says a class when its probability reaches a threshold, 0.5 unless you choose "
                    "another. When one class is what you look for (a defect, spam), a lower threshold finds more of "
                    "them at the cost of more false alarms. The curve shows every choice on the validation data.")
+        if store.get_run(run_id).is_active:
+            st.info("This run is training again: choose its threshold once it has finished, on its new weights.",
+                    icon=":material/hourglass_top:")
+            return
         _choose(store, run_id, classes, saved)
 
 
@@ -42,22 +46,23 @@ def _choose(store, run_id: str, classes: list[str], saved: DecisionRule | None) 
     own = saved if saved is not None and saved.positive == positive else None
     mode = st.radio("Choose by", list(MODES), format_func=MODES.get, horizontal=True, key=f"decision_mode_{run_id}",
                     index=1 if own is not None and own.target_recall is not None else 0)
+    # (a rule saved from the command line may lie outside the sliders' ranges: shown at their nearest end)
     if mode == "recall":
-        target = st.slider(f"Find at least this share of '{positive}'", 0.05, 1.0, step=0.01,
-                           value=own.target_recall if own is not None and own.target_recall else 0.9,
-                           key=f"decision_recall_{run_id}_{positive}")
+        saved_recall = own.target_recall if own is not None and own.target_recall else 0.9
+        target = st.slider(f"Find at least this share of '{md(positive)}'", 0.05, 1.0, step=0.01,
+                           value=min(1.0, max(0.05, round(saved_recall, 2))), key=f"decision_recall_{run_id}_{positive}")
         threshold = scores.threshold_for_recall(target)
     else:
         target = None
-        threshold = st.slider(f"Say '{positive}' from this probability on", 0.01, 0.99, step=0.01,
-                              value=round(own.threshold, 2) if own is not None else 0.5,
+        threshold = st.slider(f"Say '{md(positive)}' from this probability on", 0.01, 0.99, step=0.01,
+                              value=min(0.99, max(0.01, round(own.threshold, 2))) if own is not None else 0.5,
                               key=f"decision_threshold_{run_id}_{positive}")
     chosen, at_half = scores.at(threshold), scores.at(0.5)
     cols = st.columns(4)
     cols[0].metric("Found (recall)", fmt_pct(chosen["recall"]), help=f"{chosen['found']} of "
-                   f"{chosen['found'] + chosen['missed']} validation examples of '{positive}'")
+                   f"{chosen['found'] + chosen['missed']} validation examples of '{md(positive)}'")
     cols[1].metric("Precision", fmt_pct(chosen["precision"]), help="Of the examples it calls "
-                   f"'{positive}', the share that are.")
+                   f"'{md(positive)}', the share that are.")
     cols[2].metric("Missed", chosen["missed"], delta=chosen["missed"] - at_half["missed"], delta_color="inverse",
                    help="Against the threshold 0.5.")
     cols[3].metric("False alarms", chosen["false_alarms"], delta=chosen["false_alarms"] - at_half["false_alarms"],

@@ -32,7 +32,7 @@ st.subheader(f"Using: {md(describe_path(cfg.data.path))}")
 st.markdown("**Split settings**: the share of examples held out to measure the model on data it never trains on.")
 problems = render_settings(cfg, ("data",), skip=("data.path", "data.val_path", "data.test_path", "data.text_column", "data.label_column",
                                                  "data.image_column"), columns=3, advanced_label="More split settings")
-for problem in problems + [p for p in cfg.validate() if p.startswith("data.val_fraction")]:
+for problem in problems + [p for p in cfg.validate() if p.startswith(("data.val_fraction", "data.test_path"))]:
     st.error(md(problem))
 save_draft(cfg)
 

@@ -77,7 +77,6 @@ if spec is not None:
         st.warning(md(warning), icon=":material/speed:")
 augmentation_cache_notice(cfg, modality)
 lr_finder(cfg)
-compare_strategies_box(cfg)
 problems += cfg.validate()
 for problem in dict.fromkeys(problems):
     st.error(md(problem))
@@ -85,6 +84,7 @@ unreadable = data_problem(cfg)
 if unreadable:   # a run on it could only fail
     st.error(f"Start needs data that can be read: {md(sentence(unreadable))} See the Data page.", icon=":material/block:")
 
+compare_strategies_box(cfg, blocked=bool(problems or unreadable))
 name = st.text_input("Run name (optional)", key="run_name", placeholder="e.g. first try, lr 0.003")
 if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or unreadable), key="start"):
     with friendly("start the run"):

@@ -1,14 +1,14 @@
 """Results: how good a run is, which classes it confuses, and the examples it gets wrong."""
 import streamlit as st
 
-from app import charts, results_ui
+from app import charts, explain_ui, results_ui
 from app.evaluate_ui import evaluate_elsewhere
 from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
 from app.text import md
 from app.threshold_ui import decision_section
-from app.ui import fmt_duration, fmt_pct, pick_run
+from app.ui import fmt_duration, fmt_pct, friendly, pick_run
 from transfer_core.csvsafe import csv_bytes
 from transfer_core.summary import best_note
 
@@ -84,4 +84,10 @@ else:
     inputs, note = results_ui.sample_inputs(record.config)
     if note:
         st.caption(md(note))
-    results_ui.show_gallery(rows, inputs, record.modality)
+    heat = record.modality == "image" and st.toggle("Show where the model looked (Grad-CAM heatmaps of the "
+                                                    "predicted class)", key="gallery_heatmaps")
+    with friendly("explain the examples"):
+        results_ui.show_gallery(rows, inputs, record.modality,
+                                heatmap=explain_ui.gallery_heatmap(record.id) if heat else None)
+        if record.modality == "text" and st.toggle("Show the words each prediction rests on", key="gallery_words"):
+            explain_ui.text_reasons(record.id, rows, inputs)

@@ -6,6 +6,7 @@ from PIL import Image
 
 from app import charts, export_ui, results_ui
 from app.data_ui import IMAGE_TYPES
+from app.explain_ui import why
 from app.nav import page_file
 from app.resources import get_store
 from app.state import current_run_id
@@ -46,6 +47,7 @@ if item is not None:
         st.markdown(f"Prediction: **{md(said['label'])}** ({said['probability']:.1%})"
                     + (", from the run's decision threshold (see Results)" if said["label"] != top[0]["label"] else ""))
         st.plotly_chart(charts.top_k(top), key="topk", config={"displayModeBar": False})
+    why(record.id, item, said["label"], results_ui.run_model(record.id).classes, modality)
 
 st.subheader("Export")
 st.caption("A folder with the model in standard formats (TorchScript and ONNX for image models, a Hugging Face "

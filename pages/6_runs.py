@@ -28,7 +28,8 @@ st.dataframe(runs_ui.runs_table(runs), hide_index=True, width="stretch", column_
 runs_ui.table_buttons(runs)
 
 st.subheader("Compare")
-compare_ui.compare_section(store, runs, current_run_id(store, attach_active=False))
+with friendly("compare the runs"):
+    compare_ui.compare_section(store, runs, current_run_id(store, attach_active=False))
 
 st.subheader("Manage a run")
 record = pick_run(store, runs, key="manage_run", default_id=current_run_id(store, attach_active=False))
@@ -49,7 +50,8 @@ if follow.button("Open on the Train page", key="run_open", icon=":material/visib
     open_on_train_page(record.id)
 if reuse.button("Reuse these settings", key="run_reuse", icon=":material/content_copy:",
                 help="Its settings become the draft of the next run (Data, Model and Train pages)."):
-    runs_ui.reuse_settings(record)
+    with friendly("reuse the run's settings"):
+        runs_ui.reuse_settings(record)
 with friendly("change the run"):
     refusal = store.resume_refusal(record.id) if record.status == RunStatus.FAILED else ""
     if refusal:

@@ -102,6 +102,13 @@ def test_a_run_with_validation_and_test_files_reports_each(topics_csv, tmp_path,
     assert (store.run_dir(result.run_id) / TEST_PREDICTIONS_FILE).is_file()
 
 
+def test_a_missing_test_file_is_refused_before_a_run_is_made(topics_csv, tmp_path):
+    proc = cli("train", "--data", topics_csv, "--test", tmp_path / "typo.csv", "--model", "tiny_bert",
+               runs_dir=tmp_path / "runs", check=False)
+    assert proc.returncode == 2 and "data.test_path: nothing at" in proc.stderr
+    assert json.loads(cli("runs", "--json", runs_dir=tmp_path / "runs").stdout) == []
+
+
 def test_the_command_line_takes_a_test_file(topics_csv, tmp_path):
     rows = list(csv.reader(open(topics_csv, encoding="utf-8")))[1:]
     test = write_topics(tmp_path / "test.csv", rows[::5])

@@ -92,8 +92,8 @@ def test_the_rule_decides_from_the_threshold_and_0_5_is_the_most_probable_class(
 @pytest.mark.parametrize("rule, classes, words", [
     (DecisionRule("defect", 0.3), ["a", "b", "c"], "two-class model"),
     (DecisionRule("scratch", 0.3), CLASSES, "one of the model's classes"),
-    (DecisionRule("defect", 0.0), CLASSES, "between 0 and 1"),
-    (DecisionRule("defect", 1.0), CLASSES, "between 0 and 1"),
+    (DecisionRule("defect", -0.1), CLASSES, "between 0 and 1"),
+    (DecisionRule("defect", 1.5), CLASSES, "between 0 and 1"),
     (DecisionRule("defect", float("nan")), CLASSES, "between 0 and 1"),
     (DecisionRule("defect", 0.4, target_recall=1.5), CLASSES, "target recall"),
 ])
@@ -189,3 +189,25 @@ def test_the_threshold_command(parts_run, parts_folder):
     assert "\n" not in refused.stderr.strip()
     assert cli("threshold", "--run", run_id, "--clear", runs_dir=runs).returncode == 0
     assert run_rule(store, run_id) is None
+
+
+def test_a_threshold_is_refused_while_the_run_trains_and_before_anything_is_saved(parts_run, parts_folder, store):
+    store_, run_id = parts_run
+    record = store_.get_run(run_id)
+    store_.set_status(run_id, RunStatus.RUNNING)
+    try:
+        with pytest.raises(RunError, match="once it has finished"):
+            set_threshold(store_, run_id, threshold=0.3)
+    finally:
+        store_.set_status(run_id, record.status)
+    # A run whose validation data holds one class: refused, and no decision.json appears.
+    one = fit(image_config(parts_folder, train__epochs=1, data__val_path=str(parts_folder / "ok")), store=store)
+    with pytest.raises(RunError, match="both classes"):
+        set_threshold(store, one.run_id, positive="defect", threshold=0.3)
+    assert not (store.run_dir(one.run_id) / DECISION_FILE).exists()
+
+
+def test_thresholds_of_0_and_1_are_operating_points_too():
+    probs = np.array([[0.0, 1.0], [1.0, 0.0]], dtype=np.float32)
+    assert list(DecisionRule("defect", 0.0).predict(probs, CLASSES)) == [0, 0]     # always 'defect'
+    assert list(DecisionRule("defect", 1.0).predict(probs, CLASSES)) == [1, 0]     # only when certain

@@ -26,6 +26,7 @@ def test_valley_is_fastais_rule_on_a_known_curve():
     assert valley(lrs, losses) == lrs[start + int(sections) + int(sections / 2)]
     assert 30 <= lrs.index(steepest(lrs, losses)) < 70
     assert valley(lrs, [1.0]) is None and steepest(lrs, [1.0, 2.0]) is None
+    assert valley(lrs, [1.0, 1.2, 1.5, 3.0]) is None          # the loss never fell: nothing to suggest
     trimmed_lrs, trimmed = judged(lrs, losses)
     assert trimmed_lrs == lrs[10:95] and trimmed == losses[10:95]
 
@@ -62,7 +63,8 @@ def test_a_text_model_full_fine_tuning_range_test(topics_csv, store):
 
 def test_the_lr_find_command_prints_a_table_and_json_last(digits_folder, tmp_path):
     proc = cli("lr-find", "--data", digits_folder, "--model", "tiny_cnn", "--image-size", 16, "--steps", 30,
-               "--set", "model.pretrained=false", runs_dir=tmp_path / "runs")
+               "--freeze", "full", "--set", "model.pretrained=false", runs_dir=tmp_path / "runs")
+    assert "note: learning rates for full" in proc.stderr     # the rates train would use, per group
     lines = proc.stdout.strip().splitlines()
     assert lines[0].split() == ["learning_rate", "loss", "smoothed"]
     out = json.loads(lines[-1])
@@ -92,3 +94,16 @@ def test_a_run_model_is_found_in_the_runs_folder_and_paths_are_held_to_the_app_f
     assert len(result.lrs) >= 10
     with pytest.raises(Exception, match="outside"):
         lr_find(image_config(digits_folder), runs_dir=store.root, steps=15, allowed_roots=[tmp_path / "elsewhere"])
+
+
+def test_the_compare_command_trains_the_four_strategies(digits_folder, tmp_path):
+    proc = cli("compare", "--data", digits_folder, "--model", "tiny_cnn", "--image-size", 16, "--epochs", 1,
+               "--batch-size", 8, "--quiet", runs_dir=tmp_path / "runs")
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[1:5]] == [s.name for s in STRATEGIES]
+    rows = json.loads(lines[-1])["runs"]
+    assert [r["status"] for r in rows] == ["completed"] * 4
+    trainable = [r["trainable_params"] for r in rows]
+    assert trainable[0] < trainable[1] < trainable[2] == trainable[3] == rows[0]["total_params"]
+    listed = json.loads(cli("runs", "--json", runs_dir=tmp_path / "runs").stdout)
+    assert {r["id"] for r in listed} == {r["run_id"] for r in rows}

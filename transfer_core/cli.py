@@ -73,12 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="the data report, without training")
     add_setting_options(rep, sections=("data",))
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ex = sub.add_parser("explain", help="why the run's model predicts what it does: a heatmap over each image "
+                                        "(Grad-CAM), a score per word of each text (integrated gradients)")
+    ex.add_argument("--run", required=True)
+    ex.add_argument("--target-class", help="explain this class instead of the predicted one")
+    ex.add_argument("--out", default="explanations", help="folder for the heatmap PNGs and text JSON files "
+                                                           "(default: explanations)")
+    ex.add_argument("inputs", nargs="+", help="image paths, or texts")
+    cp = sub.add_parser("compare", help="train the same settings four ways (head only, top layers, full "
+                                        "fine-tuning, from scratch) on the same split and seed, and compare them")
+    add_setting_options(cp)
+    cp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    cp.add_argument("--recipe", choices=sorted(RECIPES), help="start from a recipe's settings")
+    cp.add_argument("--quiet", action="store_true", help="no progress bars")
     lf = sub.add_parser("lr-find", help="a learning-rate range test: the loss as the rate grows, and a suggested rate")
     add_setting_options(lf)
     lf.add_argument("--steps", type=int, default=LR_STEPS, help=f"steps of the test (default {LR_STEPS})")
     lf.add_argument("--start-lr", type=float, default=LR_START, help=f"the first step's rate (default {LR_START:g})")
     lf.add_argument("--end-lr", type=float, default=LR_END, help=f"the last step's rate (default {LR_END:g})")
     lf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    lf.add_argument("--quiet", action="store_true", help="no notes on stderr")
     th = sub.add_parser("threshold", help="a two-class run's decision threshold: show it, or set it from a threshold "
                                           "or a recall to reach on the validation data")
     th.add_argument("--run", required=True)
@@ -362,6 +376,49 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .runs import explain_run
+    for row in explain_run(_store(args), args.run, args.inputs, target=args.target_class, out_dir=args.out):
+        print(to_json(row))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .models import default_model
+    from .preparation import guess_modality
+    from .run_files import METRICS_FILE
+    from .strategies import strategy_configs
+    from .trainer import check_startable, fit
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
+    if "model.name" not in explicit_settings(args):
+        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    _choose_rates(cfg, args)
+    store = _store(args)
+    planned = [(s, check_startable(c, runs_dir=args.runs_dir)) for s, c in strategy_configs(cfg, runs_dir=args.runs_dir)]
+    rows = []
+    for strategy, config in planned:   # (all four are checked before the first trains)
+        bar = None if args.quiet else ProgressBar()
+        result = fit(config, store=store, name=f"{strategy.title} · compared", observers=[bar] if bar else [])
+        if bar:
+            bar.close()
+        metrics_path = store.run_dir(result.run_id) / METRICS_FILE
+        parameters = json.loads(metrics_path.read_text()).get("parameters", {}) if metrics_path.exists() else {}
+        rows.append({"strategy": strategy.name, "run_id": result.run_id, "status": result.status,
+                     "val_accuracy": result.metrics.get("val_accuracy"), "val_macro_f1": result.metrics.get("val_macro_f1"),
+                     "train_seconds": round(result.train_seconds, 2), "trainable_params": parameters.get("trainable"),
+                     "total_params": parameters.get("total"), "message": result.message})
+    print(f"{'strategy':<13} {'status':<10} {'val_accuracy':>12} {'val_macro_f1':>12} {'seconds':>8} {'trainable':>12}")
+    def cell(x) -> str:
+        return "-" if x is None else f"{x:.3f}"
+    for row in rows:
+        print(f"{row['strategy']:<13} {row['status']:<10} {cell(row['val_accuracy']):>12} {cell(row['val_macro_f1']):>12} "
+              f"{row['train_seconds']:>8} {row['trainable_params'] or '-':>12}")
+    print(to_json({"runs": rows}))
+    return 0 if all(row["status"] == "completed" for row in rows) else 1
+
+
 def cmd_lr_find(args) -> int:
     from .lr_find import lr_find
     from .models import default_model
@@ -371,6 +428,7 @@ def cmd_lr_find(args) -> int:
         raise TransferError("no data to test with; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
     if "model.name" not in explicit_settings(args):
         cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    _choose_rates(cfg, args)   # the per-group rates a run with these options would train with
     result = lr_find(cfg.check(), runs_dir=Path(args.runs_dir), start_lr=args.start_lr, end_lr=args.end_lr,
                      steps=args.steps)
     print(f"{'learning_rate':>13}  {'loss':>8}  {'smoothed':>8}")
@@ -422,7 +480,8 @@ def cmd_probe(args) -> int:
 
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report,
-            "probe": cmd_probe, "threshold": cmd_threshold, "lr-find": cmd_lr_find}
+            "probe": cmd_probe, "threshold": cmd_threshold, "lr-find": cmd_lr_find,
+            "compare": cmd_compare, "explain": cmd_explain}
 
 
 class ProgressBar:

@@ -44,8 +44,8 @@ def check_rule(rule: DecisionRule, classes: list[str]) -> DecisionRule:
     if rule.positive not in classes:
         raise RunError(f"the class to find must be one of the model's classes ({', '.join(classes)}), "
                        f"not {rule.positive!r}")
-    if not (isinstance(rule.threshold, (int, float)) and math.isfinite(rule.threshold) and 0 < rule.threshold < 1):
-        raise RunError(f"the threshold must be a probability between 0 and 1 (exclusive), not {rule.threshold}")
+    if not (isinstance(rule.threshold, (int, float)) and math.isfinite(rule.threshold) and 0 <= rule.threshold <= 1):
+        raise RunError(f"the threshold must be a probability between 0 and 1, not {rule.threshold}")
     if rule.target_recall is not None and not 0 < rule.target_recall <= 1:
         raise RunError(f"the target recall must be above 0 and at most 1, not {rule.target_recall}")
     return rule
@@ -71,7 +71,7 @@ def read_rule(run_dir: Path, classes: list[str]) -> DecisionRule | None:
                             None if data.get("target_recall") is None else float(data["target_recall"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{path} is not a decision rule ({type(exc).__name__}); delete it or set the threshold again "
-                       f"(`python -m transfer_core threshold RUN_ID --clear`)") from None
+                       f"(`python -m transfer_core threshold --run RUN_ID --clear`)") from None
     return check_rule(rule, classes)
 
 

@@ -66,7 +66,7 @@ class LRRangeTest(LoopComponent):
     def segment_started(self, loop) -> None:
         head = head_lr(loop.optimizer)
         self.factors = [group["lr"] / head for group in loop.optimizer.param_groups]
-        self._set(loop, 0)
+        self._set(loop, len(self.lrs))
 
     def _set(self, loop, step: int) -> None:
         for group, factor in zip(loop.optimizer.param_groups, self.factors):
@@ -98,6 +98,12 @@ class _RangeTestLoop(Trainer):
         self.runs_root = runs_dir   # its run:<id> models, and frozen features shared with its runs both ways
         self.components = [self.inputs, test]
         self.needs_features = False
+
+    def _epoch(self, epoch, first_step, totals) -> EpochOutcome:
+        # No retry with smaller batches (it needs a checkpoint to go back to): out of memory fails the test,
+        # with the failure's advice to lower the batch size.
+        self._train_epoch(epoch, first_step, totals)
+        return self._end_epoch(epoch, totals)
 
     def _end_epoch(self, epoch, totals) -> EpochOutcome:
         return EpochOutcome()
@@ -163,8 +169,8 @@ def valley(lrs: list[float], smoothed: list[float]) -> float | None:
     """fastai's suggestion: along the longest stretch of steps over which the loss keeps falling (a longest
     decreasing subsequence), the rate a third plus a sixth of the way in."""
     n = _usable(smoothed)
-    if n < 2:
-        return None
+    if n < 2 or min(smoothed[:n]) >= smoothed[0]:
+        return None   # the loss never fell below where it started: no rate to suggest
     length = [1] * n
     best_start, best_end = 0, 0
     for i in range(1, n):
@@ -172,7 +178,7 @@ def valley(lrs: list[float], smoothed: list[float]) -> float | None:
             if smoothed[i] < smoothed[j] and length[i] < length[j] + 1:
                 length[i] = length[j] + 1
             if length[best_end] < length[i]:
-                best_end, best_start = i, i - length[i]
+                best_end, best_start = i, max(0, i - length[i])
     sections = (best_end - best_start) / 3
     return float(lrs[best_start + int(sections) + int(sections / 2)])
 

@@ -46,7 +46,7 @@ def check_allowed(path: str | Path, roots: Iterable[str | Path], *, what: str = 
     raise error(f"{what} {str(path)[:200]} is {outside_rule(roots)}")
 
 
-DATA_PATH_FIELDS = ("data.path", "data.val_path", "adapt.target", "adapt.target_val")
+DATA_PATH_FIELDS = ("data.path", "data.val_path", "data.test_path", "adapt.target", "adapt.target_val")
 
 
 def check_config_paths(config, roots: Iterable[str | Path]) -> None:

@@ -110,6 +110,44 @@ def export_run(store: RunStore, run_id: str, out_dir: str | Path) -> ExportResul
     return export_bundle(built, Path(out_dir), run_info=run_info, decision=run_rule(store, record.id))
 
 
+def explain_run(store: RunStore, run_id: str, inputs: list, *, target: str | None = None,
+                out_dir: str | Path | None = None, allowed_roots: list | None = None) -> list[dict]:
+    """For each input (an image path or a text): what the model predicts and why (explain.py). Image heatmaps
+    are drawn over the image and saved as PNG files in `out_dir`; text token scores come back in the rows
+    (and, with `out_dir`, as one JSON file per text)."""
+    from .explain import explain, overlay
+    built = load_run_model(store, run_id)
+    if built.modality == "image":
+        for path in inputs:
+            if allowed_roots is not None:
+                check_allowed(path, allowed_roots, what="input", error=RunError)
+            if not Path(path).is_file():
+                raise RunError(f"no image file at {path}; give paths of image files")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for number, item in enumerate(inputs, start=1):
+        found = explain(built, str(item), target)
+        row = {"input": str(item), "predicted": found.predicted, "probability": round(found.probability, 6),
+               "target": found.target, "target_probability": round(found.target_probability, 6)}
+        if found.tokens is not None:
+            row["tokens"] = [[token, round(score, 4)] for token, score in found.tokens]
+            if out is not None:
+                (out / f"text-{number}.json").write_text(json.dumps(row, ensure_ascii=False, indent=1), encoding="utf-8")
+        elif out is not None:
+            file = out / f"{number}-{Path(item).stem[:60]}-{_file_part(found.target)}.png"
+            overlay(found).save(file)
+            row["file"] = str(file)
+        rows.append(row)
+    return rows
+
+
+def _file_part(label: str) -> str:
+    """A class name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40] or "class"
+
+
 # ---- the decision threshold of a two-class run (decision.py) ----------------
 def run_classes(store: RunStore, run_id: str) -> list[str]:
     path = store.run_dir(store.get_run(run_id).id) / LABELS_FILE
@@ -140,7 +178,9 @@ def set_threshold(store: RunStore, run_id: str, *, positive: str | None = None, 
                   recall: float | None = None) -> dict:
     """Save a two-class run's decision threshold: given, or the highest one reaching `recall` on the validation
     data. Returns the rule and what it gives on the validation data."""
+    _refuse_while_training(store, run_id)
     scores = validation_scores(store, run_id, positive)
+    scores.check_usable()   # (a validation set of one class can choose nothing: refused before anything is saved)
     if recall is not None and threshold is None:
         chosen = scores.threshold_for_recall(recall)
     elif threshold is not None and recall is None:
@@ -155,8 +195,17 @@ def set_threshold(store: RunStore, run_id: str, *, positive: str | None = None, 
 def clear_threshold(store: RunStore, run_id: str) -> dict:
     """Back to the most probable class (the threshold 0.5 for two classes)."""
     run_classes(store, run_id)
+    _refuse_while_training(store, run_id)
     write_rule(store.run_dir(store.get_run(run_id).id), None)
     return {"run_id": store.get_run(run_id).id, "decision": None}
+
+
+def _refuse_while_training(store: RunStore, run_id: str) -> None:
+    """A threshold is chosen for the weights a run has; a run training again is about to change them."""
+    record = store.get_run(run_id)
+    if record.is_active:
+        raise RunError(f"run {record.id} is {record.status}; choose its threshold once it has finished, on the "
+                       f"predictions of its new weights")
 
 
 def decision_summary(store: RunStore, run_id: str, scores: ValidationScores | None = None) -> dict:

@@ -37,10 +37,12 @@ def registry_model(name: str, runs_dir=None, allowed_roots: list | None = None) 
 
 def strategy_configs(cfg: RunConfig, runs_dir=None, allowed_roots: list | None = None) -> list[tuple[Strategy, RunConfig]]:
     """One config per strategy. From scratch builds the run's catalogue model: a run:<id> model's weights are
-    its whole point, and random weights are random whatever run they would have come from."""
+    its whole point, and random weights are random whatever run they would have come from. Domain adaptation is
+    left out (head only cannot adapt, and all four must train alike); labelled new-domain data is still measured."""
     out = []
     for strategy in STRATEGIES:
         config = cfg.copy()
+        config.adapt.method = "none"
         for key, value in strategy.settings.items():
             config.set(key, value)
         if strategy.name == "from_scratch":

@@ -1,6 +1,7 @@
 """In a real headless Chromium: a domain expert's two-class parts (few defects among many good parts): class balance
 suggested, the learning-rate finder, the decision threshold on the Results page, evaluating on another upload, and
-starting the next run from this one. Screenshots go to test-artifacts/screenshots/ (60_... to 65_...)."""
+starting the next run from this one. The Try page's "Why?" heatmap of a part. Screenshots go to
+test-artifacts/screenshots/ (60_... to 66_...)."""
 from __future__ import annotations
 
 import re
@@ -71,6 +72,16 @@ def test_a_domain_expert_sets_the_operating_point_of_a_two_class_model(app_serve
     expect(page.get_by_text("Confusion matrix (more_parts.zip)")).to_be_visible(timeout=120_000)
     no_error_boxes(page)
     screenshot(page, "63_results_evaluate_other_data")
+
+    sidebar(page, "Try and export")
+    part = tmp_path / "part.png"
+    shape_image("square", 901, size=32).save(part)
+    page.locator(".st-key-try_image").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(part))
+    expect(page.get_by_text(re.compile(r"^Prediction: "))).to_be_visible(timeout=120_000)
+    page.get_by_text("Why? Show what the prediction rests on").click()
+    expect(page.get_by_text(re.compile(r"^Evidence for "))).to_be_visible(timeout=120_000)
+    no_error_boxes(page)
+    screenshot(page, "66_try_why_heatmap")
 
     sidebar(page, "Model and layers")
     page.get_by_text("Start from one of your runs").click()
