@@ -7,10 +7,10 @@ import streamlit as st
 from transfer_core.events import Notice, RunStatus
 from transfer_core.summary import best_note
 
-from . import charts
+from . import charts, coach_ui
 from .forms import label_for
 from .nav import page_file
-from .progress import OVERFITTING_TEXT, last_started, live_snapshot, overfitting, training_seconds
+from .progress import last_started, live_snapshot, training_seconds
 from .resources import get_jobs, get_store
 from .text import md
 from .ui import fmt_duration, fmt_pct, friendly, sentence, show_error, status_badge
@@ -55,10 +55,10 @@ def _draw(run_id: str, was_active: bool) -> None:
     notices = [e.message for e in events if isinstance(e, Notice)]
     if notices:
         st.caption(" · ".join(md(n) for n in notices[-3:]))
-    if overfitting(epochs):
-        st.warning(OVERFITTING_TEXT, icon=":material/trending_up:")
-
     start = last_started(events)
+    for note in coach_ui.notes(record, epochs, len(start.classes) if start else 0):
+        st.info(f"**{md(note.message)}** What to try: {md(note.advice)}", icon=":material/tips_and_updates:")
+
     spe = start.steps_per_epoch if start else None
     if len(steps) or len(epochs):
         st.plotly_chart(charts.training_curves(epochs, steps, spe), key=f"curves_{run_id}",

@@ -160,18 +160,3 @@ def seconds_left(steps: pd.DataFrame, total_steps: int, steps_per_epoch: int) ->
     return remaining * pace
 
 
-def overfitting(epochs: pd.DataFrame) -> bool:
-    """Validation loss went up in the last epoch, above its best earlier value, while training loss went down."""
-    frame = epochs.dropna(subset=["train_loss", "val_loss"])
-    if len(frame) < 3:
-        return False
-    val, train = frame["val_loss"].tolist(), frame["train_loss"].tolist()
-    return val[-1] > val[-2] and val[-1] > min(val[:-1]) * 1.01 and train[-1] < train[-2]
-
-
-OVERFITTING_TEXT = (
-    "**The model may be starting to overfit.** Validation loss is rising while training loss keeps falling: "
-    "the model is memorising the training examples instead of learning what generalises. "
-    "Stop here (the best epoch's numbers are kept in the run's summary), or next time use fewer epochs, "
-    "a lower learning rate, more data, augmentation, or early stopping (Advanced settings)."
-)

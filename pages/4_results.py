@@ -1,7 +1,7 @@
 """Results: how good a run is, which classes it confuses, and the examples it gets wrong."""
 import streamlit as st
 
-from app import charts, explain_ui, results_ui
+from app import charts, embedding_ui, explain_ui, results_ui
 from app.evaluate_ui import evaluate_elsewhere
 from app.nav import page_file
 from app.resources import get_store
@@ -62,6 +62,7 @@ with right:
                        key="download_per_class")
 
 evaluate_elsewhere(store, record)
+embedding_ui.map_section(store, record)
 decision_section(store, record.id)
 
 st.subheader("Examples it gets wrong")

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app.demo import demo_config
+from app.learning_path import learning_path
 from app.nav import page_file
 from app.state import CURRENT_RUN, replace_draft
 
@@ -30,6 +31,8 @@ right.caption("BBC News articles, 5 topics, MiniLM sentence encoder with its las
 st.caption("Both demos run offline: the data and the pretrained models are installed with the app. "
            "The demo buttons take you to the Train page; press Start there and watch the loss fall and the "
            "accuracy rise, epoch by epoch.")
+
+learning_path()
 
 st.subheader("The pages")
 for name, label, icon in [

@@ -191,7 +191,8 @@ def test_the_threshold_command(parts_run, parts_folder):
     assert run_rule(store, run_id) is None
 
 
-def test_a_threshold_is_refused_while_the_run_trains_and_before_anything_is_saved(parts_run, parts_folder, store):
+def test_a_threshold_is_refused_while_the_run_trains_and_before_anything_is_saved(parts_run, parts_folder, store,
+                                                                                  tmp_path):
     store_, run_id = parts_run
     record = store_.get_run(run_id)
     store_.set_status(run_id, RunStatus.RUNNING)
@@ -201,7 +202,12 @@ def test_a_threshold_is_refused_while_the_run_trains_and_before_anything_is_save
     finally:
         store_.set_status(run_id, record.status)
     # A run whose validation data holds one class: refused, and no decision.json appears.
-    one = fit(image_config(parts_folder, train__epochs=1, data__val_path=str(parts_folder / "ok")), store=store)
+    only_ok = tmp_path / "val" / "ok"
+    only_ok.mkdir(parents=True)
+    for image in sorted((parts_folder / "ok").glob("*.png"))[:8]:
+        (only_ok / image.name).write_bytes(image.read_bytes())
+    one = fit(image_config(parts_folder, train__epochs=1, data__val_path=str(only_ok.parent)), store=store)
+    assert one.status == RunStatus.COMPLETED, one.message
     with pytest.raises(RunError, match="both classes"):
         set_threshold(store, one.run_id, positive="defect", threshold=0.3)
     assert not (store.run_dir(one.run_id) / DECISION_FILE).exists()

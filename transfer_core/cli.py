@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="explanations", help="folder for the heatmap PNGs and text JSON files "
                                                            "(default: explanations)")
     ex.add_argument("inputs", nargs="+", help="image paths, or texts")
+    em = sub.add_parser("embed", help="a map of the validation samples in the space the head reads, before and "
+                                      "after training (PCA or t-SNE), as a standalone HTML page")
+    em.add_argument("--run", required=True)
+    em.add_argument("--data", help="labelled data to map instead of the run's validation split")
+    em.add_argument("--method", choices=("pca", "tsne"), default="pca")
+    em.add_argument("--out", default="map.html", help="the HTML file to write (default: map.html)")
     cp = sub.add_parser("compare", help="train the same settings four ways (head only, top layers, full "
                                         "fine-tuning, from scratch) on the same split and seed, and compare them")
     add_setting_options(cp)
@@ -282,6 +288,10 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
         print(f"error: {message.rstrip('.')}; {result.advice}" if result.advice else f"error: {message}", file=sys.stderr)
         print(to_json(result.summary()))
         return 1
+    if not args.quiet:
+        from .runs import run_coach_notes
+        for note in run_coach_notes(store, result.run_id):
+            print(f"coach: {note.message} What to try: {note.advice}", file=sys.stderr)
     print(to_json(result.summary()))
     return 0
 
@@ -383,6 +393,17 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from .embedding import embedding_map, write_map
+    result = embedding_map(_store(args), args.run, data_path=args.data, method=args.method)
+    path = write_map(result, args.out)
+    points = result.points
+    print(to_json({"run_id": result.run_id, "method": result.method, "file": str(path), "points": len(points),
+                   "misclassified": int((~points["correct"]).sum()),
+                   "domains": sorted(points["domain"].unique().tolist())}))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .models import default_model
     from .preparation import guess_modality
@@ -481,7 +502,7 @@ def cmd_probe(args) -> int:
 COMMANDS = {"train": cmd_train, "resume": cmd_resume, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "runs": cmd_runs, "models": cmd_models, "report": cmd_report,
             "probe": cmd_probe, "threshold": cmd_threshold, "lr-find": cmd_lr_find,
-            "compare": cmd_compare, "explain": cmd_explain}
+            "compare": cmd_compare, "explain": cmd_explain, "embed": cmd_embed}
 
 
 class ProgressBar:

@@ -110,6 +110,19 @@ def export_run(store: RunStore, run_id: str, out_dir: str | Path) -> ExportResul
     return export_bundle(built, Path(out_dir), run_info=run_info, decision=run_rule(store, record.id))
 
 
+def run_coach_notes(store: RunStore, run_id: str) -> list:
+    """The coach's notes (coach.py) on a run that has ended, from its metrics.json: its epochs and its final
+    validation confusion matrix."""
+    from .coach import coach_notes
+    path = store.run_dir(store.get_run(run_id).id) / METRICS_FILE
+    if not path.is_file():
+        return []
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    val = metrics.get("val") or {}
+    classes = val.get("classes") or []
+    return coach_notes(metrics.get("history") or [], len(classes), val.get("confusion_matrix"), classes)
+
+
 def explain_run(store: RunStore, run_id: str, inputs: list, *, target: str | None = None,
                 out_dir: str | Path | None = None, allowed_roots: list | None = None) -> list[dict]:
     """For each input (an image path or a text): what the model predicts and why (explain.py). Image heatmaps

@@ -54,3 +54,35 @@ def test_word_pieces_join_and_marks_follow_the_scores():
     assert words([("▁New", 0.1), ("▁York", 0.4)]) == [("New", 0.1), ("York", 0.4)]
     marked = highlighted(Explanation("a", 0.9, "a", 0.9, tokens=[("goal", 1.0), ("the", 0.05), ("[x]", -0.4)]))
     assert marked == ":green-background[**goal**] the :red-background[\\[x\\]]"
+
+
+def test_results_draw_the_embedding_map_before_and_after(app_env, shapes_folder):
+    train_run(app_env / "runs", str(shapes_folder), "tiny_cnn", **{"model.image_size": 32})
+    at = open_app("4_results")
+    charts = len(at.get("plotly_chart"))
+    at.toggle(key="embed_on").set_value(True).run()
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == charts + 1
+    assert any("misclassified (crosses)" in c.value for c in at.caption)
+    at.radio(key="embed_method").set_value("tsne").run()
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == charts + 1
+
+
+def test_the_coach_speaks_beside_the_curves_of_a_run_made_to_overfit(app_env, digits_folder):
+    from app.state import CURRENT_RUN
+    run_id = train_run(app_env / "runs", str(digits_folder), "tiny_cnn",
+                       **{"model.image_size": 16, "model.pretrained": False, "optim.lr": 0.05, "freeze.preset": "full",
+                          "train.epochs": 15, "train.batch_size": 8, "data.val_fraction": 0.5})
+    at = open_app("3_train", session={CURRENT_RUN: run_id})
+    no_exceptions(at)
+    coached = [i.value for i in at.info if "What to try:" in i.value]
+    assert any("Validation loss has risen since epoch" in text for text in coached), coached
+
+
+def test_the_home_page_offers_a_learning_path_of_five_steps(app_env):
+    at = open_app()
+    no_exceptions(at)
+    assert "A learning path for a class" in [s.value for s in at.subheader]
+    steps = [e.label for e in at.expander if e.label[:2] in {f"{i}." for i in range(1, 6)}]
+    assert len(steps) == 5 and steps[0].startswith("1. What are pretrained features")

@@ -69,15 +69,6 @@ def test_cli_command_reproduces_the_config(monkeypatch, tmp_path):
     assert config_from_args(args).to_dict() == cfg.to_dict()
 
 
-def test_overfitting_banner_logic():
-    from app.progress import overfitting
-    rising = pd.DataFrame({"train_loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [0.9, 0.7, 0.75, 0.8]})
-    falling = pd.DataFrame({"train_loss": [1.0, 0.6, 0.4, 0.3], "val_loss": [0.9, 0.7, 0.6, 0.55]})
-    both_up = pd.DataFrame({"train_loss": [1.0, 0.6, 0.7, 0.8], "val_loss": [0.9, 0.7, 0.75, 0.8]})
-    assert overfitting(rising)
-    assert not overfitting(falling) and not overfitting(both_up) and not overfitting(rising.head(2))
-
-
 def test_progress_from_the_store_view():
     from types import SimpleNamespace
 

@@ -1,7 +1,7 @@
 """In a real headless Chromium: a domain expert's two-class parts (few defects among many good parts): class balance
 suggested, the learning-rate finder, the decision threshold on the Results page, evaluating on another upload, and
-starting the next run from this one. The Try page's "Why?" heatmap of a part. Screenshots go to
-test-artifacts/screenshots/ (60_... to 66_...)."""
+starting the next run from this one. The Try page's "Why?" heatmap of a part, and the embedding map. Screenshots go
+to test-artifacts/screenshots/ (60_... to 67_...)."""
 from __future__ import annotations
 
 import re
@@ -72,6 +72,11 @@ def test_a_domain_expert_sets_the_operating_point_of_a_two_class_model(app_serve
     expect(page.get_by_text("Confusion matrix (more_parts.zip)")).to_be_visible(timeout=120_000)
     no_error_boxes(page)
     screenshot(page, "63_results_evaluate_other_data")
+    page.get_by_text("Show the embedding map", exact=False).click()
+    expect(page.get_by_text("misclassified (crosses)", exact=False)).to_be_visible(timeout=180_000)
+    no_error_boxes(page)
+    page.get_by_text("misclassified (crosses)", exact=False).scroll_into_view_if_needed()
+    screenshot(page, "67_results_embedding_map")
 
     sidebar(page, "Try and export")
     part = tmp_path / "part.png"

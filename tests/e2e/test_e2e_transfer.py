@@ -48,6 +48,7 @@ def test_a_teacher_adapts_the_digits_to_their_shifted_copy(app_server, context):
     page.keyboard.press("Enter")
     wait_until_idle(page)
     page.get_by_text("Which layer transfers best?").click()
+    wait_until_idle(page)       # a click during a redraw can be lost
     page.get_by_role("button", name="Measure each layer").click()
     expect(page.get_by_text("validation accuracy with a linear head")).to_be_visible(timeout=300_000)
     no_error_boxes(page)
