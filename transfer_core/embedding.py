@@ -20,7 +20,6 @@ from .data.unlabelled import load_unlabelled
 from .decision import predicted_classes
 from .errors import RunError
 from .feature_cache import compute_features
-from .loop.randomness import seed_everything
 from .models import build_model
 from .preparation import load_configured, prepare_data
 from .runs import load_run_model, run_config, run_rule
@@ -46,11 +45,14 @@ def embedding_map(store: RunStore, run_id: str, *, data_path: str | None = None,
         raise RunError(f"the map's method must be one of {', '.join(METHODS)}, not {method!r}")
     cfg = run_config(store, run_id)
     after = load_run_model(store, run_id)
-    seed_everything(cfg.train.seed)   # a run from random weights started from exactly these
-    before = build_model(cfg.model.name, after.classes, pretrained=cfg.model.pretrained, head_dropout=0.0,
-                         head_hidden=cfg.model.head_hidden, image_size=cfg.model.image_size,
-                         max_length=cfg.model.max_length, runs_dir=store.root, pooling=cfg.model.pooling,
-                         feature_layer=cfg.model.feature_layer)
+    # A run from random weights started from the ones its seed gives; the generator is restored afterwards, so
+    # a run training in another thread of the app keeps its own random sequence.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        before = build_model(cfg.model.name, after.classes, pretrained=cfg.model.pretrained, head_dropout=0.0,
+                             head_hidden=cfg.model.head_hidden, image_size=cfg.model.image_size,
+                             max_length=cfg.model.max_length, runs_dir=store.root, pooling=cfg.model.pooling,
+                             feature_layer=cfg.model.feature_layer)
     shown = (load_configured(data_path, cfg, allowed_roots=allowed_roots) if data_path
              else prepare_data(cfg, allowed_roots=allowed_roots).splits.val)
     if shown.modality != after.modality:

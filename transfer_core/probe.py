@@ -63,10 +63,11 @@ def probe(config: RunConfig, *, cache_root: Path | None, epochs: int = PROBE_EPO
         raise TransferError(f"the probe needs at least 1 epoch, not {epochs}; try --epochs {PROBE_EPOCHS}")
     config.check()
     data = prepare_data(config, allowed_roots=allowed_roots)
-    torch.manual_seed(config.train.seed)
-    built = build_model(config.model.name, data.classes, pretrained=config.model.pretrained,
-                        image_size=config.model.image_size, max_length=config.model.max_length,
-                        runs_dir=cache_root, pooling=config.model.pooling)
+    with torch.random.fork_rng(devices=[]):   # (a run training in another thread keeps its random sequence)
+        torch.manual_seed(config.train.seed)
+        built = build_model(config.model.name, data.classes, pretrained=config.model.pretrained,
+                            image_size=config.model.image_size, max_length=config.model.max_length,
+                            runs_dir=cache_root, pooling=config.model.pooling)
     if built.modality != data.modality:
         raise TransferError(f"model {config.model.name} is for {built.modality}s but the data holds {data.modality}s; "
                             f"pick a {data.modality} model (see `python -m transfer_core models`)")
