@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +21,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.cpu_layout import timed  # noqa: E402   (the median of timed calls after a warm-up)
 from transfer_core.evaluate import predict_inputs  # noqa: E402
 from transfer_core.explain import explain  # noqa: E402
 from transfer_core.models import build_model  # noqa: E402
 
 SENTENCE = "The central bank raised interest rates again on Thursday, surprising most of the market."
-
-
-def timed(fn, repeats: int) -> float:
-    fn()   # warm-up: first-call allocations and lazy imports
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -53,8 +42,8 @@ def main() -> None:
                                  ("minilm_l6", SENTENCE, {"max_length": 128})):
             built = build_model(name, ["a", "b"], **size)
             built.net.eval()
-            explaining = timed(lambda: explain(built, item), args.repeats)
-            predicting = timed(lambda: predict_inputs(built, [item]), args.repeats)
+            explaining = timed(lambda b=built, i=item: explain(b, i), args.repeats)
+            predicting = timed(lambda b=built, i=item: predict_inputs(b, [i]), args.repeats)
             rows.append({"model": name, "explain_seconds": round(explaining, 3), "predict_seconds": round(predicting, 3),
                          "ratio": round(explaining / predicting, 1), "threads": torch.get_num_threads()})
             print(f"{name}: explain {explaining:.3f} s, predict {predicting:.3f} s (x{explaining / predicting:.1f})",

@@ -225,20 +225,27 @@ def _finite(obj):
 
 
 # ---- commands ---------------------------------------------------------------
+def _config_with_data(args, missing: str) -> RunConfig:
+    """The command's settings, with its data required (`missing` says what is lacking) and the default model
+    for that data's kind when none was given."""
+    from .models import default_model
+    from .preparation import guess_modality
+    cfg = config_from_args(args)
+    if not cfg.data.path:
+        raise TransferError(f"{missing}; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
+    if "model.name" not in explicit_settings(args):
+        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    return cfg
+
+
 def _store(args):
     from .store import RunStore
     return RunStore(args.runs_dir)
 
 
 def cmd_train(args) -> int:
-    from .models import default_model
-    from .preparation import guess_modality
     from .trainer import check_startable
-    cfg = config_from_args(args)
-    if not cfg.data.path:
-        raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
-    if "model.name" not in explicit_settings(args):
-        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg = _config_with_data(args, "no training data")
     _choose_rates(cfg, args)
     check_startable(cfg, runs_dir=args.runs_dir)
     return _run_fit(args, cfg, run_id=None, resume=False, extra=0, name=args.name)
@@ -405,16 +412,10 @@ def cmd_embed(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .models import default_model
-    from .preparation import guess_modality
     from .run_files import METRICS_FILE
     from .strategies import strategy_configs
     from .trainer import check_startable, fit
-    cfg = config_from_args(args)
-    if not cfg.data.path:
-        raise TransferError("no training data; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
-    if "model.name" not in explicit_settings(args):
-        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg = _config_with_data(args, "no training data")
     _choose_rates(cfg, args)
     store = _store(args)
     planned = [(s, check_startable(c, runs_dir=args.runs_dir)) for s, c in strategy_configs(cfg, runs_dir=args.runs_dir)]
@@ -442,13 +443,7 @@ def cmd_compare(args) -> int:
 
 def cmd_lr_find(args) -> int:
     from .lr_find import lr_find
-    from .models import default_model
-    from .preparation import guess_modality
-    cfg = config_from_args(args)
-    if not cfg.data.path:
-        raise TransferError("no data to test with; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
-    if "model.name" not in explicit_settings(args):
-        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg = _config_with_data(args, "no data to test with")
     _choose_rates(cfg, args)   # the per-group rates a run with these options would train with
     result = lr_find(cfg.check(), runs_dir=Path(args.runs_dir), start_lr=args.start_lr, end_lr=args.end_lr,
                      steps=args.steps)
@@ -478,14 +473,8 @@ def cmd_threshold(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from .models import default_model
-    from .preparation import guess_modality
     from .probe import probe
-    cfg = config_from_args(args)
-    if not cfg.data.path:
-        raise TransferError("no data to probe with; give --data PATH (a folder, .zip, CSV/TSV/JSONL or demo:bbc-news)")
-    if "model.name" not in explicit_settings(args):
-        cfg.model.name = default_model(guess_modality(cfg.data.path)).name
+    cfg = _config_with_data(args, "no data to probe with")
     cfg.set("train.seed", args.seed)
     cfg.set("train.device", args.device)
     say = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
