@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.explain import Explanation, explain, overlay
+from transfer_core.explain import INTEGRATED_GRADIENTS, Explanation, explain, overlay
 
 from .resources import get_store
 from .results_ui import WEIGHTS_FILE, run_model
@@ -12,10 +12,8 @@ from .text import md
 from .ui import friendly
 
 STRONG, WEAK = 0.5, 0.15      # shares of the largest score from which a word is marked (strongly)
-METHODS = {"image": "Grad-CAM on the last feature maps (Captum's LayerGradCam): red where the evidence for the "
-                    "class lies, blue where there is none.",
-           "text": "Integrated gradients over the word embeddings (Captum's LayerIntegratedGradients), from a text "
-                   "of padding: green words push towards the class, red words away from it; the stronger, the bolder."}
+READING = {"image": "red where the evidence for the class lies, blue where there is none.",
+           "text": "green words push towards the class, red words away from it; the stronger, the bolder."}
 
 
 def why(run_id: str, item, predicted: str, classes: list[str], modality: str) -> None:
@@ -37,7 +35,7 @@ def why(run_id: str, item, predicted: str, classes: list[str], modality: str) ->
         else:
             st.markdown(highlighted(found))
             st.caption(f"Scores for {md(target)} ({found.target_probability:.0%}).")
-        st.caption(METHODS[modality])
+        st.caption(f"{found.method}: {READING[modality]}")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -62,7 +60,7 @@ def text_reasons(run_id: str, rows, inputs: dict[str, str]) -> None:
         found = explain(built, text)
         st.markdown(f"true **{md(row['true'])}** · predicted **{md(row['predicted'])}** "
                     f"({row['confidence']:.0%}): {highlighted(found)}")
-    st.caption(METHODS["text"])
+    st.caption(f"{INTEGRATED_GRADIENTS}: {READING['text']}")
 
 
 def words(tokens: list[tuple[str, float]]) -> list[tuple[str, float]]:

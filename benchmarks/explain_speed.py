@@ -1,6 +1,6 @@
 """Seconds to explain one input (transfer_core/explain.py) with the offline backbones: a Grad-CAM heatmap for
-EfficientNet-Lite0 at 224 px and integrated gradients (50 steps) for all-MiniLM-L6-v2, against one plain
-prediction of the same input in the same process (the ratio is what explaining costs).
+EfficientNet-Lite0 at 224 px, Grad-CAM on the tokens of ViT-B/16 at 224 px (random weights: its pretrained ones
+download) and integrated gradients (50 steps) for all-MiniLM-L6-v2, against one plain prediction of the same input in the same process (the ratio is what explaining costs).
 
     python benchmarks/explain_speed.py [--repeats 5]
 
@@ -39,6 +39,7 @@ def main() -> None:
         photo = Path(scratch) / "photo.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(photo)
         for name, item, size in (("efficientnet_lite0", str(photo), {"image_size": 224}),
+                                 ("vit_b_16", str(photo), {"image_size": 224, "pretrained": False}),
                                  ("minilm_l6", SENTENCE, {"max_length": 128})):
             built = build_model(name, ["a", "b"], **size)
             built.net.eval()

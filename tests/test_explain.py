@@ -69,6 +69,13 @@ def test_the_heatmap_falls_on_the_square_that_decides_the_label(corners, tmp_pat
         assert overlay(found).size == (SIZE, SIZE)
 
 
+def randomise_weights(net: torch.nn.Module) -> None:
+    torch.manual_seed(0)
+    for module in net.modules():
+        if hasattr(module, "reset_parameters") and module is not net:
+            module.reset_parameters()
+
+
 def test_the_heatmap_changes_when_the_weights_are_randomised(corners, tmp_path):
     from scipy.stats import spearmanr
     _, store, run_id = corners
@@ -76,10 +83,7 @@ def test_the_heatmap_changes_when_the_weights_are_randomised(corners, tmp_path):
     corner_image("top_left", 7003).save(path)
     built = load_run_model(store, run_id)
     trained = explain(built, str(path), target="top_left").heatmap
-    torch.manual_seed(0)
-    for module in built.net.modules():
-        if hasattr(module, "reset_parameters") and module is not built.net:
-            module.reset_parameters()
+    randomise_weights(built.net)
     randomised = explain(built, str(path), target="top_left").heatmap
     # A heatmap that did not depend on the weights would rank the pixels alike (1.0). A random network's
     # filters still react to the one bright square of the image, so some likeness remains (measured: 0.52).
@@ -149,3 +153,50 @@ def test_explain_run_holds_images_to_the_app_folders(corners, tmp_path):
     image = str(next((root / "top_left").glob("*.png")))
     with pytest.raises(RunError, match="outside"):
         explain_run(store, run_id, [image], allowed_roots=[tmp_path])
+
+
+# ---- vision transformers: Grad-CAM on the tokens the last block reads (TransferNet.token_layer) ----------
+
+@pytest.fixture(scope="module")
+def vit_corners(corners, tmp_path_factory):
+    """A tiny Hugging Face ViT (8 px patches: a 4 x 4 grid at 32 px) trained on the corner squares."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+    root, store, _ = corners
+    folder = tmp_path_factory.mktemp("tiny_vit")
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=len(CORNERS))
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": SIZE, "width": SIZE}, image_mean=[0.5] * 3,
+                      image_std=[0.5] * 3).save_pretrained(folder)
+    result = fit(image_config(root, model__name=str(folder), model__image_size=SIZE, freeze__preset="full",
+                              train__epochs=8), store=store)
+    assert result.status == RunStatus.COMPLETED and result.metrics["val_accuracy"] == 1.0, result.metrics
+    return store, result.run_id
+
+
+def test_a_vision_transformer_is_explained_on_its_patch_grid(vit_corners, tmp_path):
+    from scipy.stats import spearmanr
+    store, run_id = vit_corners
+    built = load_run_model(store, run_id)
+    path = tmp_path / "square.png"
+    corner_image("bottom_right", 7004).save(path)
+    found = explain(built, str(path))
+    assert found.predicted == "bottom_right" and found.map_size == (4, 4)       # one cell per patch
+    assert found.heatmap.shape == (SIZE, SIZE) and found.heatmap.max() == pytest.approx(1.0)
+    other = explain(built, str(path), target="top_left").heatmap
+    randomise_weights(built.net)
+    randomised = explain(built, str(path), target="bottom_right").heatmap
+    # The map depends on the class asked about and on the trained weights (measured: -0.83 and -0.67). How well
+    # it localises on this scratch-trained ViT varies by corner (docs/explanations.md), so that is not held here.
+    assert spearmanr(found.heatmap.ravel(), other.ravel()).statistic < 0.5
+    assert spearmanr(found.heatmap.ravel(), randomised.ravel()).statistic < 0.7
+
+
+def test_torchvision_vit_has_a_token_grid_too(tmp_path):
+    from transfer_core.models import build_model
+    built = build_model("vit_b_16", ["a", "b"], pretrained=False, image_size=32)
+    path = tmp_path / "square.png"
+    corner_image("top_left", 1).save(path)
+    found = explain(built, str(path))
+    assert found.map_size == (2, 2) and found.heatmap.shape == (SIZE, SIZE)

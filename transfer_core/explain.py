@@ -2,8 +2,9 @@
 forward_from), never by reaching into a network:
 
 - images: Grad-CAM (Selvaraju et al. 2017), Captum's LayerGradCam, on the last feature maps the interface
-  exposes (the output of the groups below the last body group; tokens of a vision transformer are laid out
-  on their grid), upsampled to the image and scaled to 0..1;
+  exposes (the output of the groups below the last body group), or for a vision transformer on the tokens
+  its last block reads (TransferNet.token_layer; the patch tokens laid out on their grid), upsampled to the
+  image and scaled to 0..1;
 - texts: integrated gradients (Sundararajan et al. 2017) over the token embeddings, Captum's
   LayerIntegratedGradients, from a baseline of padding tokens between the special tokens (as in Captum's
   BERT tutorial); one score per token, positive where the token pushes towards the class.
@@ -11,6 +12,7 @@ forward_from), never by reaching into a network:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ from .evaluate import _as_rgb, eval_mode
 from .models.base import BuiltModel, ImagePreprocess, TextPreprocess, TransferNet, logits_of
 
 IG_STEPS = 50
+GRAD_CAM_MAPS = "Grad-CAM on the last feature maps (Captum's LayerGradCam)"
+GRAD_CAM_TOKENS = "Grad-CAM on the image patches the last transformer block reads, one cell per patch (Captum's LayerGradCam)"
+INTEGRATED_GRADIENTS = "Integrated gradients over the word embeddings from a text of padding (Captum's LayerIntegratedGradients)"
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Explanation:
     map_size: tuple[int, int] | None = None    # images: the feature maps' own size (the heatmap's real resolution)
     image: Image.Image | None = None           # images: the input as the model sees it (resized, cropped)
     tokens: list[tuple[str, float]] | None = None   # texts: (token, score), scores scaled to at most 1 in size
+    method: str = ""                # how the scores were found, in a phrase for the user
 
 
 class _ThroughCut(nn.Module):
@@ -102,30 +108,60 @@ def _explain_image(built: BuiltModel, item, target: str | None) -> Explanation:
     with eval_mode(built.net):
         probs = _probabilities(built, pixel_values=pixels)
         index = _class_index(built, target, int(probs.argmax()))
-        model = _ThroughCut(built.net, _cut(built, last=True))
-        cam = LayerGradCam(model, model.at_cut)
+        tokens = built.net.token_layer()
+        method = (GRAD_CAM_TOKENS if tokens is not None else GRAD_CAM_MAPS)
         with torch.enable_grad():
-            maps = cam.attribute(pixels, target=index, relu_attributions=True)
-    if maps.ndim == 3:   # transformer tokens (N, T, 1): the patches on their grid, without a leading class token
-        maps = _tokens_on_grid(maps)
+            if tokens is not None:
+                maps = _tokens_on_grid(_token_grad_cam(built.net, tokens, pixels, index))
+            else:
+                model = _ThroughCut(built.net, _cut(built, last=True))
+                maps = LayerGradCam(model, model.at_cut).attribute(pixels, target=index, relu_attributions=True)
     map_size = (int(maps.shape[-2]), int(maps.shape[-1]))
     heat = LayerAttribution.interpolate(maps.detach(), tuple(pixels.shape[-2:]), interpolate_mode="bilinear")[0, 0]
     heat = heat.clamp(min=0)
     heat = (heat / heat.max()).numpy() if float(heat.max()) > 0 else heat.numpy()
     shown = _resize_crop(rgb, pixels.shape[-1])
     return Explanation(built.classes[int(probs.argmax())], float(probs.max()), built.classes[index],
-                       float(probs[index]), heatmap=heat.astype(np.float32), image=shown, map_size=map_size)
+                       float(probs[index]), heatmap=heat.astype(np.float32), image=shown, map_size=map_size,
+                       method=method)
+
+
+class _TokensAsChannels(nn.Module):
+    """The layer Captum attributes to: a transformer's tokens turned to (N, width, tokens), since Grad-CAM
+    weighs and sums channels and Captum takes dimension 1 for them."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens
+
+
+@contextmanager
+def _through(layer: nn.Module, probe: _TokensAsChannels):
+    """While open, `layer`'s output passes through `probe`, unchanged."""
+    handle = layer.register_forward_hook(lambda _module, _args, out: probe(out.transpose(1, 2)).transpose(1, 2))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _token_grad_cam(net: TransferNet, layer: nn.Module, pixels: torch.Tensor, index: int) -> torch.Tensor:
+    """Grad-CAM over a vision transformer's tokens: (N, 1, tokens)."""
+    from captum.attr import LayerGradCam
+    probe = _TokensAsChannels()
+    with _through(layer, probe):
+        cam = LayerGradCam(lambda x: logits_of(net(pixel_values=x)), probe)
+        return cam.attribute(pixels, target=index, relu_attributions=True)
 
 
 def _tokens_on_grid(maps: torch.Tensor) -> torch.Tensor:
-    tokens = maps.shape[1]
+    """(N, 1, tokens) to (N, 1, side, side): the patch tokens on their grid, without the leading class token
+    (and DeiT's distillation token)."""
+    tokens = maps.shape[-1]
     side = math.isqrt(tokens)
-    if side * side != tokens:
-        maps, tokens = maps[:, 1:], tokens - 1
-        side = math.isqrt(tokens)
-    if side * side != tokens:
+    extra = tokens - side * side
+    if side == 0 or extra > 2:
         raise RunError("this model's tokens do not lie on a square grid, so they cannot be drawn over the image")
-    return maps[..., 0].reshape(maps.shape[0], 1, side, side)
+    return maps[:, :, extra:].reshape(maps.shape[0], 1, side, side)
 
 
 def _resize_crop(image: Image.Image, size: int) -> Image.Image:
@@ -163,7 +199,7 @@ def _explain_text(built: BuiltModel, text: str, target: str | None) -> Explanati
     names = tokenizer.convert_ids_to_tokens(ids[0].tolist())
     tokens = [(name, float(score)) for name, score, is_special in zip(names, scores, special) if not is_special]
     return Explanation(built.classes[int(probs.argmax())], float(probs.max()), built.classes[index],
-                       float(probs[index]), tokens=tokens)
+                       float(probs[index]), tokens=tokens, method=INTEGRATED_GRADIENTS)
 
 
 def overlay(explanation: Explanation, alpha: float = 0.5) -> Image.Image:

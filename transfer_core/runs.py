@@ -143,7 +143,7 @@ def explain_run(store: RunStore, run_id: str, inputs: list, *, target: str | Non
     for number, item in enumerate(inputs, start=1):
         found = explain(built, str(item), target)
         row = {"input": str(item), "predicted": found.predicted, "probability": round(found.probability, 6),
-               "target": found.target, "target_probability": round(found.target_probability, 6)}
+               "target": found.target, "target_probability": round(found.target_probability, 6), "method": found.method}
         if found.tokens is not None:
             row["tokens"] = [[token, round(score, 4)] for token, score in found.tokens]
             if out is not None:

@@ -76,6 +76,12 @@ class TransferNet(nn.Module):
         features = self.features(*args, **batch)
         return features, self.head_logits(features)
 
+    def token_layer(self) -> nn.Module | None:
+        """A vision transformer's module whose output holds the image's tokens (N, tokens, width) as the last
+        block's attention reads them: where Grad-CAM looks, since only the class token reaches the head after
+        the last block (as pytorch-grad-cam's ViT recipe does). None for networks that are not one."""
+        return None
+
     def prefix(self, cut: int, *args: Any, **batch: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} cannot be cut between layer groups")
 

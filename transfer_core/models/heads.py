@@ -104,7 +104,8 @@ class PixelClassifier(TransferNet):
     """
 
     def __init__(self, model: nn.Module, features_fn: FeaturesFn | None = None, head_fn: HeadFn | None = None,
-                 steps: list[tuple[str, StepFn]] | None = None, pool_fn: StepFn | None = None):
+                 steps: list[tuple[str, StepFn]] | None = None, pool_fn: StepFn | None = None,
+                 token_path: str | None = None):
         super().__init__()
         self.model = model
         self._features_fn = features_fn
@@ -115,7 +116,11 @@ class PixelClassifier(TransferNet):
         # layer groups: prefix(cut, x) / forward_from(cut, h). set_prefix_cuts finds the clean cuts.
         self._steps = steps if self.supports_feature_split else None
         self._pool_fn = pool_fn
+        self._token_path = token_path   # inside `model`: see TransferNet.token_layer
         self.prefix_cuts: dict[int, int] = {}
+
+    def token_layer(self) -> nn.Module | None:
+        return self.model.get_submodule(self._token_path) if self._token_path else None
 
     def set_prefix_cuts(self, groups) -> None:
         from .prefix import step_cuts

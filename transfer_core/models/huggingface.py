@@ -211,6 +211,8 @@ SPLITS = {
 
 # Families whose encoder can also be cut between layers (HFClassifier.prefix / forward_from).
 PREFIX_FAMILIES = {"BertForSequenceClassification"}
+# Vision transformers whose last encoder layer reads its tokens through `layernorm_before` (token_layer).
+TOKEN_FAMILIES = {"ViTForImageClassification", "DeiTForImageClassification"}
 
 # Marks the generic split: features = the input of the single final Linear (see _linear_input_split).
 LINEAR_INPUT = "linear_input"
@@ -374,6 +376,13 @@ class HFClassifier(TransferNet):
             for n in range(len(layers) + 1):
                 if below == set().union(*parts[:n + 1]):
                     self.prefix_cuts[cut] = n
+
+    def token_layer(self) -> nn.Module | None:
+        if self.split not in TOKEN_FAMILIES:
+            return None
+        base = getattr(self.model, self.model.base_model_prefix)
+        layers = base.layers if hasattr(base, "layers") else base.encoder.layer   # transformers 5 or 4
+        return layers[-1].layernorm_before
 
     def _encoder(self):
         base = getattr(self.model, self.model.base_model_prefix)

@@ -177,7 +177,9 @@ def build_torchvision(spec: ModelSpec, classes: list[str], *, pretrained: bool, 
     silence_dropout(model, dropouts)
     replace_linear(model, head_path, len(classes), head_dropout, head_hidden)
     steps = STEPS[name](model) if name in STEPS else None
-    net = PixelClassifier(model, features_fn, head_fn, steps=steps, pool_fn=_pool)
+    # A ViT's last encoder block reads its tokens through ln_1 (TransferNet.token_layer).
+    token_path = f"encoder.layers.encoder_layer_{len(model.encoder.layers) - 1}.ln_1" if name.startswith("vit") else None
+    net = PixelClassifier(model, features_fn, head_fn, steps=steps, pool_fn=_pool, token_path=token_path)
     built = BuiltModel(spec=spec, net=net, groups=groups(net), classes=list(classes),
                        preprocess=ImagePreprocess(image_size, IMAGENET_MEAN, IMAGENET_STD), export_format="torch")
     net.set_prefix_cuts(built.groups)
