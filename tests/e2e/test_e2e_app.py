@@ -8,7 +8,7 @@ import time
 import zipfile
 
 import pytest
-from e2ehelpers import no_error_boxes, open_page, screenshot
+from e2ehelpers import no_error_boxes, open_page, screenshot, wait_until_idle
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -64,6 +64,11 @@ def test_newcomer_reaches_a_trained_model_on_demo_images_in_two_clicks(app_serve
     expect(page.get_by_text("Examples it gets wrong")).to_be_visible()
     no_error_boxes(page)
     screenshot(page, "05_results")
+    page.get_by_text("Show where the model looked", exact=False).click()
+    wait_until_idle(page, timeout_ms=120_000)
+    page.get_by_text("Examples it gets wrong").scroll_into_view_if_needed()
+    no_error_boxes(page)
+    screenshot(page, "05b_results_gallery_heatmaps")
 
     sidebar(page, "Try and export")
     sample = next((app_server["base"] / "cache" / "demo").glob("fashion-mnist-*/Bag/*.png"))

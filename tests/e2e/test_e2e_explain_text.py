@@ -1,6 +1,6 @@
 """In a real headless Chromium, a teacher with the BBC News demo: the Try page's "Why?" marks the words a
 prediction rests on, and the coach speaks beside the live curves of a run made not to learn (a learning rate
-too low). Screenshots go to test-artifacts/screenshots/ (68_..., 69_...)."""
+too low). Screenshots go to test-artifacts/screenshots/ (68_... to 70_...)."""
 from __future__ import annotations
 
 import re
@@ -23,6 +23,17 @@ def test_a_teacher_sees_why_a_text_is_classified_and_hears_the_coach(app_server,
     fill(page, "Epochs", "3")
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_text("completed", exact=True)).to_be_visible(timeout=600_000)
+
+    page.get_by_role("link", name="See the results").click()
+    expect(page.get_by_text("Examples it gets wrong")).to_be_visible(timeout=60_000)
+    page.get_by_text("Show the words each prediction rests on").click()
+    expect(page.get_by_text(re.compile(r"^true .+ · predicted ")).first).to_be_visible(timeout=120_000)
+    wait_until_idle(page, timeout_ms=120_000)   # one text after another
+    wrong = page.get_by_test_id("stDataFrame").last.locator("[role='row']").count() - 1   # without the header
+    assert page.get_by_text(re.compile(r"^true .+ · predicted ")).count() == wrong
+    no_error_boxes(page)
+    page.get_by_text("Examples it gets wrong").scroll_into_view_if_needed()
+    screenshot(page, "70_results_words_of_the_mistakes")
 
     sidebar(page, "Try and export")
     page.get_by_label("Type or paste a text").fill(SENTENCE)
