@@ -14,9 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
+from . import launch
 from .config import RunConfig, iter_fields
 from .errors import DataError, TransferError
 from .events import BatchEnded, EpochEnded, Notice, RunStarted
+from .launch import add_launch_options
 from .lr_find import END_LR as LR_END
 from .lr_find import START_LR as LR_START
 from .lr_find import STEPS as LR_STEPS
@@ -40,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "given here (they win): " + "; ".join(f"{r.name}: {r.title}" for r in RECIPES.values()))
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. --set optim.scheduler=onecycle (repeatable)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_launch_options(t)
 
     r = sub.add_parser("resume", help="continue a stopped or interrupted run, or extend a finished one")
     r.add_argument("--run", required=True)
     r.add_argument("--epochs", type=int, default=0, help="extra epochs (needed to extend a finished run)")
     r.add_argument("--quiet", action="store_true")
+    add_launch_options(r)
 
     e = sub.add_parser("evaluate", help="score a trained run on labelled data")
     e.add_argument("--run", required=True)
@@ -191,7 +195,9 @@ def config_from_args(args) -> RunConfig:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv   # (a distributed launch starts each process with them)
     try:
         return COMMANDS[args.command](args)
     except TransferError as exc:
@@ -248,7 +254,23 @@ def cmd_train(args) -> int:
     cfg = _config_with_data(args, "no training data")
     _choose_rates(cfg, args)
     check_startable(cfg, runs_dir=args.runs_dir)
-    return _run_fit(args, cfg, run_id=None, resume=False, extra=0, name=args.name)
+    if launch.wanted(args):
+        _check_launch(args, cfg)
+        store = _store(args)
+        run_id = None
+        if args.node_rank == 0:   # (rank 0, which writes the run, is on machine 0)
+            run_id = store.create_run(cfg.to_dict(), name=args.name, modality="", model=cfg.model.name,
+                                      dataset=cfg.data.path)
+        return launch.launch(args, args.argv, store, run_id)
+    return _run_fit(args, cfg, run_id=args.run_id, resume=False, extra=0, name=args.name)
+
+
+def _check_launch(args, cfg: RunConfig | None) -> None:
+    problem = launch.check_options(args)
+    if problem is None and cfg is not None and cfg.adapt.method != "none":
+        problem = "domain adaptation trains on one process for now; leave out --devices or --adapt"
+    if problem:
+        raise TransferError(problem)
 
 
 def _choose_rates(cfg: RunConfig, args) -> None:
@@ -270,8 +292,11 @@ def cmd_resume(args) -> int:
     from .trainer import check_resumable
     store = _store(args)
     # Refused before anything is written, so a mistaken command leaves the run as it was.
-    run_id = check_resumable(store, args.run, args.epochs).id
-    return _run_fit(args, None, run_id=run_id, resume=True, extra=args.epochs, store=store)
+    record = check_resumable(store, args.run, args.epochs)
+    if launch.wanted(args):
+        _check_launch(args, RunConfig.of_saved_run(record.config))
+        return launch.launch(args, args.argv, store, record.id)
+    return _run_fit(args, None, run_id=record.id, resume=True, extra=args.epochs, store=store)
 
 
 def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
@@ -284,7 +309,8 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
         control.request_stop()
         signal.signal(signal.SIGINT, previous)
     previous = signal.signal(signal.SIGINT, on_interrupt)
-    observers = [] if args.quiet else [ProgressBar()]
+    speaks = launch.is_rank_zero()   # (the other processes of a distributed run say nothing)
+    observers = [ProgressBar()] if speaks and not args.quiet else []
     result = fit(cfg, store=store, run_id=run_id, control=control, observers=observers, resume=resume,
                  extra_epochs=extra, name=name)
     store.flush()
@@ -293,8 +319,11 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
     if result.status == "failed":
         message = result.message.strip()
         print(f"error: {message.rstrip('.')}; {result.advice}" if result.advice else f"error: {message}", file=sys.stderr)
-        print(to_json(result.summary()))
+        if speaks:
+            print(to_json(result.summary()))
         return 1
+    if not speaks:
+        return 0
     if not args.quiet:
         from .runs import run_coach_notes
         for note in run_coach_notes(store, result.run_id):

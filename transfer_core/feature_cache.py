@@ -53,6 +53,7 @@ from .atomic import atomic_path
 from .config import RunConfig
 from .devices import autocast
 from .folding import first_samples, folded_for_inference
+from .loop.distributed import World
 from .models.base import BuiltModel, TextPreprocess
 
 CACHE_DIR = ".feature_cache"
@@ -124,6 +125,13 @@ def cache_key(config: RunConfig, built: BuiltModel, data_fingerprint: str, split
 def compute_features(built: BuiltModel, samples, *, batch_size: int, device: torch.device,
                      amp_dtype: torch.dtype | None) -> torch.Tensor:
     """The frozen part's output for every sample, in sample order, as float32 on the CPU."""
+    order, feats = compute_feature_rows(built, samples, None, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
+    return _in_sample_order(len(samples), [(order, feats)])
+
+
+def compute_feature_rows(built: BuiltModel, samples, only: list[int] | None, *, batch_size: int, device: torch.device,
+                         amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, features) of the samples in `only` (None: all), in the order they ran (texts longest first)."""
     net = built.net
     was_training = net.training
     net.eval()
@@ -131,6 +139,9 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
     frozen = None
     try:
         batches = batching.epoch_batches(len(samples), batch_size, shuffle=False, lengths=batching.sample_lengths(samples))
+        if only is not None:
+            keep = set(only)
+            batches = [b for b in ([i for i in batch if i in keep] for batch in batches) if b]
         for inputs, _, indices in batching.device_batches(built, samples, batches, device):
             if frozen is None:
                 few = first_samples(inputs)
@@ -143,32 +154,53 @@ def compute_features(built: BuiltModel, samples, *, batch_size: int, device: tor
     finally:
         net.train(was_training)
     if not chunks:
+        return torch.empty(0, dtype=torch.long), torch.empty(0)
+    return torch.cat(order), torch.cat(chunks)
+
+
+def _in_sample_order(count: int, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Rows computed in pieces (batches sorted by length, or processes' shards) put back in sample order."""
+    parts = [(order, feats) for order, feats in parts if len(order)]
+    if not parts:
         return torch.empty(0)
-    feats = torch.cat(chunks)
-    out = torch.empty_like(feats)
-    out[torch.cat(order)] = feats  # texts run longest first; back to sample order
+    out = parts[0][1].new_empty((count, *parts[0][1].shape[1:]))
+    for order, feats in parts:
+        out[order] = feats
     return out
 
 
 def cached_features(built: BuiltModel, samples, *, key: str, cache_root: Path | None, batch_size: int,
-                    device: torch.device, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, bool]:
-    """Features from the on-disk cache when present, else computed and stored. Returns (features, hit)."""
+                    device: torch.device, amp_dtype: torch.dtype | None, world: World | None = None
+                    ) -> tuple[torch.Tensor, bool]:
+    """Features from the on-disk cache when present, else computed and stored. Returns (features, hit).
+    In a distributed run rank 0 reads the cache and shares it; else each process computes its shard of the
+    samples and the shards are gathered (loop/distributed.py)."""
+    world = world or World()
     path = cache_root / CACHE_DIR / f"{key}.safetensors" if cache_root is not None else None
-    if path is not None and path.exists():
-        try:
-            feats = load_file(str(path))["features"]
-            if feats.shape[0] == len(samples):
-                return feats, True
-        except Exception:  # a damaged cache file is recomputed, never trusted
-            pass
-    feats = compute_features(built, samples, batch_size=batch_size, device=device, amp_dtype=amp_dtype)
-    if path is not None:
+    stored = world.broadcast(_load_features(path, len(samples)) if world.is_main else None)
+    if stored is not None:
+        return stored, True
+    shard = world.share(list(range(len(samples))))
+    rows = compute_feature_rows(built, samples, shard if world.size > 1 else None, batch_size=batch_size, device=device,
+                                amp_dtype=amp_dtype)
+    feats = _in_sample_order(len(samples), world.gather(rows))
+    if path is not None and world.is_main:
         try:
             with atomic_path(path) as tmp:
                 save_file({"features": feats.contiguous()}, str(tmp))
         except OSError:
             pass  # the cache is an optimisation: a full or read-only disk must not fail the run
     return feats, False
+
+
+def _load_features(path: Path | None, count: int) -> torch.Tensor | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        feats = load_file(str(path))["features"]
+        return feats if feats.shape[0] == count else None
+    except Exception:  # a damaged cache file is recomputed, never trusted
+        return None
 
 
 def backbone_digest(built: BuiltModel) -> str:

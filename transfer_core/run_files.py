@@ -10,6 +10,7 @@
                     predictions.csv      validation predictions (test_predictions.csv: the test split's)
                     decision.json        a two-class run's chosen decision threshold (decision.py), when one was set
                     log.txt              what happened, one line per event
+                    control.txt          stop, pause or run: a request from another process (control.py)
 
 The trainer writes them; the store (rebuilding its list), runs.py, the `run:` models and the app read them.
 """
@@ -34,6 +35,7 @@ PREDICTIONS_FILE = "predictions.csv"
 TEST_PREDICTIONS_FILE = "test_predictions.csv"
 DECISION_FILE = "decision.json"
 LOG_FILE = "log.txt"
+CONTROL_FILE = "control.txt"
 
 MODEL_FILES = (CONFIG_FILE, LABELS_FILE, WEIGHTS_FILE)   # what a finished run needs to serve as a model
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")   # a run id, and so its folder's name

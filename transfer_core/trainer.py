@@ -53,6 +53,7 @@ from .loop.adaptation import adaptation_components
 from .loop.best_epoch import BestEpoch
 from .loop.checkpointing import Checkpointing, restore_weights
 from .loop.component import EpochOutcome, LoopComponent
+from .loop.distributed import DistributedTraining, World, join_world
 from .loop.divergence import DivergenceGuard
 from .loop.failures import NOT_RESUMABLE, describe_failure, is_environment_failure
 from .loop.final_metrics import final_metrics
@@ -71,6 +72,7 @@ from .preparation import PreparedData, prepare_data
 from .run_files import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    CONTROL_FILE,
     DECISION_FILE,
     LABELS_FILE,
     REPORT_FILE,
@@ -94,6 +96,7 @@ class FitResult:
     train_seconds: float = 0.0
     message: str = ""
     advice: str = ""
+    world_size: int = 1   # processes that trained it (torchrun)
 
     def summary(self) -> dict:
         """The CLI's JSON: the numbers of the model the run gives you (see summary.py), then its best epoch."""
@@ -104,7 +107,7 @@ class FitResult:
                 "val_loss": m.get("val_loss"), "test_accuracy": m.get("test_accuracy"),
                 "best_epoch": self.best_epoch, "best_metric": m.get("best_metric"), "best_value": m.get("best_value"),
                 "best_val_accuracy": m.get("best_val_accuracy"), "message": self.message,
-                **{k: m[k] for k in ("target_accuracy", "target_macro_f1") if k in m}}
+                "world_size": self.world_size, **{k: m[k] for k in ("target_accuracy", "target_macro_f1") if k in m}}
 
 
 class _Stopped(Exception):
@@ -117,7 +120,24 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     """Train (or resume) one run to its end. Never raises for problems inside the run: they end it as failed.
     A resume that cannot work raises (RunError) before the run changes. With `allowed_roots` (the web app),
     the data is read only under those folders (see load_dataset). `components` join the loop's own
-    (loop/component.py), before the checkpoint."""
+    (loop/component.py), before the checkpoint. Under torchrun each process calls fit the same way; rank 0
+    alone reads and writes the store (loop/distributed.py)."""
+    world = join_world()
+    try:
+        if world.is_main:
+            config, run_id = _run_to_train(config, store, run_id, resume, extra_epochs, name)
+        config, run_id = world.broadcast((config, run_id))
+        trainer = Trainer(config, store=store, run_id=run_id, control=control or RunControl(),
+                          observers=list(observers) if world.is_main else [], allowed_roots=allowed_roots,
+                          components=list(components), world=world)
+        return trainer.run(resume=resume, extra_epochs=extra_epochs)
+    finally:
+        world.leave()
+
+
+def _run_to_train(config: RunConfig | None, store: RunStore, run_id: str | None, resume: bool, extra_epochs: int,
+                  name: str | None) -> tuple[RunConfig, str]:
+    """The config and run id of a new run (created in the store) or of the run to resume."""
     if resume:
         if run_id is None:
             raise RunError("resume needs a run id; list runs with `python -m transfer_core runs`")
@@ -128,9 +148,7 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     if run_id is None:
         run_id = store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                   dataset=config.data.path)
-    trainer = Trainer(config, store=store, run_id=run_id, control=control or RunControl(), observers=list(observers),
-                      allowed_roots=allowed_roots, components=list(components))
-    return trainer.run(resume=resume, extra_epochs=extra_epochs)
+    return config, run_id
 
 
 class Trainer:
@@ -147,9 +165,10 @@ class Trainer:
     trainable_params: list[torch.nn.Parameter]
 
     def __init__(self, config: RunConfig, *, store: RunStore, run_id: str, control: RunControl, observers: list[Observer],
-                 allowed_roots: list | None = None, components: Iterable[LoopComponent] = ()):
+                 allowed_roots: list | None = None, components: Iterable[LoopComponent] = (), world: World | None = None):
         self.config = config            # as the user gave it; never changed by the run
-        self.device = pick_device(config.train.device)
+        self.world = world or World()   # the processes training this run together (loop/distributed.py)
+        self.device = self.world.device_for(pick_device(config.train.device))
         # What happened so far: the plan and the state of the run, fresh or restored, once _start has the model.
         self.state = RunState([Segment(0, config.train.epochs, ())], batch_size=config.train.batch_size,
                               eval_batch_size=eval_batch_size(config.train.batch_size, self.device))
@@ -159,14 +178,17 @@ class Trainer:
         self.run_id = run_id
         self.control = control
         self.run_dir = store.run_dir(run_id)
+        if self.world.size > 1 and self.world.is_main:   # a distributed run is stopped and paused from outside
+            control.watch(self.run_dir / CONTROL_FILE)
         # The runs folder: run:<id> models are found there, and frozen features and decoded images are kept
         # there between runs.
         self.runs_root = store.root
-        self.output = RunOutput(store, run_id, self.run_dir, observers)
+        self.output = RunOutput(store, run_id, self.run_dir, observers, quiet=not self.world.is_main)
         self.emit, self.notify = self.output.emit, self.output.notify
         self.amp = amp_dtype(self.device, config.train.mixed_precision)
         self.channels_last = False
         self.forward: CompiledForward | None = None
+        self.train_net = None   # the net as training steps call it when not built.net itself (DDP: distributed.py)
         self.start_epoch = 0
         self.weights_version = 0   # bumped whenever the weights change, so an unchanged model is not evaluated twice
         self.norms_version = 0     # weights_version at which BatchNorm statistics were last made exact
@@ -178,7 +200,9 @@ class Trainer:
         # epoch is restored before the statistics are made exact for the final save, and the checkpoint
         # comes last, so that it records what every other component decided (an early stop among them).
         schedule = [PlateauSchedule()] if config.optim.scheduler == "plateau" else []
-        self.components: list[LoopComponent] = [DivergenceGuard(), BestEpoch(), *schedule, NormStatistics(), self.inputs,
+        distributed = [DistributedTraining()] if self.world.size > 1 else []
+        self.components: list[LoopComponent] = [*distributed, DivergenceGuard(), BestEpoch(), *schedule, NormStatistics(),
+                                                 self.inputs,
                                                  *adaptation_components(config), *components, self.checkpointing]
         self.needs_features = any(c.needs_features for c in self.components)
         self.step_features: torch.Tensor | None = None   # this step's head input, when a component needs it
@@ -220,12 +244,13 @@ class Trainer:
         cfg = self.config
         self.data = prepare_data(cfg, allowed_roots=self.allowed_roots)
         saved = None
-        if resume and (self.run_dir / CHECKPOINT_FILE).exists():   # (none written before it ended: from the start)
-            saved = load_checkpoint(self.run_dir / CHECKPOINT_FILE)
-            if saved["fingerprint"] != self.data.fingerprint:
-                # A DataError, so the failure is recorded as not resumable: every resume would meet the same data.
-                # Checked before any file of the run is rewritten (labels.json would no longer fit its weights).
-                raise DataError("the data changed since this run started; start a new run on the new data")
+        if resume and self.world.is_main and (self.run_dir / CHECKPOINT_FILE).exists():
+            saved = load_checkpoint(self.run_dir / CHECKPOINT_FILE)   # (none written before it ended: from the start)
+        saved = self.world.broadcast(saved)
+        if saved is not None and saved["fingerprint"] != self.data.fingerprint:
+            # A DataError, so the failure is recorded as not resumable: every resume would meet the same data.
+            # Checked before any file of the run is rewritten (labels.json would no longer fit its weights).
+            raise DataError("the data changed since this run started; start a new run on the new data")
         seed_everything(cfg.train.seed)  # the new head's initial weights depend on it
         self.built = build_model(cfg.model.name, self.data.classes, pretrained=cfg.model.pretrained,
                                  head_dropout=cfg.model.head_dropout, head_hidden=cfg.model.head_hidden,
@@ -241,7 +266,7 @@ class Trainer:
             self.data.refresh_report(self.built.preprocess.tokenizer, cfg.model.max_length)
         self.output.write_json(REPORT_FILE, self.data.report.to_dict())
         self._place_model()
-        self.store.update_run(self.run_id, modality=self.data.modality, dataset_fingerprint=self.data.fingerprint)
+        self.output.update_run(modality=self.data.modality, dataset_fingerprint=self.data.fingerprint)
         self.output.write_json(LABELS_FILE, self.data.classes)
         return saved
 
@@ -276,7 +301,7 @@ class Trainer:
             # a finished run without extra epochs was refused by check_resumable)
             restore_weights(self, saved)
         self.output.write_json(CONFIG_FILE, cfg.to_dict())   # as given (a saved run's older layout, upgraded)
-        self.store.update_run(self.run_id, config=cfg.to_dict())
+        self.output.update_run(config=cfg.to_dict())
 
         seg_index = self.state.segment_index(start_epoch)
         if saved is not None and not self.state.starts_segment(start_epoch, step_in_epoch):
@@ -313,7 +338,7 @@ class Trainer:
     def _drop_decision(self) -> list[str]:
         """A decision threshold (decision.py) was chosen for the weights the run had; training changes them."""
         path = self.run_dir / DECISION_FILE
-        if not path.exists():
+        if not self.world.is_main or not path.exists():
             return []
         path.unlink()
         return ["the decision threshold chosen for the earlier model no longer applies and was removed; "
@@ -399,9 +424,9 @@ class Trainer:
             self.state.global_step += 1
             self.weights_changed()
             step_in_epoch += 1
-            n = len(targets)
             # Loss and hits come back to the host together: one wait for the GPU per step, not one per number.
             step_loss, hits = torch.stack([loss.detach().float(), (logits.argmax(1) == targets).sum().float()]).tolist()
+            step_loss, hits, n = self.world.step_numbers(step_loss, hits, len(targets))   # over all the processes
             self.state.model_epoch = None
             for component in self.components:
                 component.step_ended(self, epoch=epoch, step_in_epoch=step_in_epoch, loss=step_loss)
@@ -436,18 +461,24 @@ class Trainer:
                              target_accuracy=row.get("target_accuracy")))
         return outcome
 
+    def _requests(self) -> tuple[bool, bool]:
+        """(stop, pause) as asked of any of the run's processes, so that all of them act at the same step."""
+        return self.world.agree(self.control.stop_requested, self.control.paused)
+
     def _check_control(self, epoch: int, step_in_epoch: int, totals: EpochTotals) -> None:
-        if self.control.paused and not self.control.stop_requested:
-            self.store.set_status(self.run_id, RunStatus.PAUSED)
+        stop, pause = self._requests()
+        if pause and not stop:
+            self.output.set_status(RunStatus.PAUSED)
             for component in self.components:
                 component.paused(self)
             paused_at = time.perf_counter()
-            while not self.control.wait_while_paused(0.5):
-                pass
+            while pause and not stop:
+                self.control.wait_while_paused(0.5)
+                stop, pause = self._requests()
             totals.seconds -= time.perf_counter() - paused_at  # pauses do not count as training time
-            if not self.control.stop_requested:
-                self.store.set_status(self.run_id, RunStatus.RUNNING)
-        if self.control.stop_requested:
+            if not stop:
+                self.output.set_status(RunStatus.RUNNING)
+        if stop:
             self.state.train_seconds += totals.seconds
             self.checkpointing.save(self, epoch, step_in_epoch, replace(totals, seconds=0.0))
             raise _Stopped()
@@ -474,6 +505,8 @@ class Trainer:
         restore_weights(self, saved)
 
     def save_weights(self, filename: str) -> None:
+        if not self.world.is_main:   # (every process holds the same weights)
+            return
         # A full disk must not leave a torn file in place of the last good one.
         weights = {k: v.detach().to("cpu").contiguous() for k, v in self.built.net.state_dict().items()}
         with atomic_path(self.run_dir / filename) as tmp:
@@ -489,7 +522,7 @@ class Trainer:
             metrics = compute_metrics(preds.true, preds.pred, self.built.classes)
             metrics["loss"] = float(np.nanmean(preds.losses)) if len(preds.losses) else float("nan")
             self.last_eval[split] = (self.weights_version, dict(metrics), preds)
-        if predictions_file:
+        if predictions_file and self.world.is_main:
             save_predictions(preds, self.run_dir / predictions_file)
         return dict(metrics)
 
@@ -508,7 +541,8 @@ class Trainer:
         best_epoch = metrics["best_epoch"] if metrics["best_epoch"] is not None else -1
         self.emit(RunEnded(self.run_id, time.time(), status=status, epochs_done=len(state.history), best_epoch=best_epoch,
                            metrics=metrics, train_seconds=state.train_seconds))
-        return FitResult(self.run_id, status, len(state.history), best_epoch, metrics, state.train_seconds)
+        return FitResult(self.run_id, status, len(state.history), best_epoch, metrics, state.train_seconds,
+                         world_size=self.world.size)
 
     def _fail(self, exc: Exception) -> FitResult:
         for component in self.components:
@@ -530,11 +564,11 @@ class Trainer:
                                 resumable=not isinstance(exc, NOT_RESUMABLE)))
         except Exception:  # the store itself may be what failed (disk full): try the smallest write, then give up
             try:
-                self.store.set_status(self.run_id, RunStatus.FAILED, message=message, advice=advice)
+                self.output.set_status(RunStatus.FAILED, message=message, advice=advice)
             except Exception:   # nothing more can be written; the terminal still learns of the failure
                 log.warning("could not record the failure of run %s: %s", self.run_id, message)
         return FitResult(self.run_id, RunStatus.FAILED, len(state.history), state.best["epoch"], {}, state.train_seconds,
-                         message=message, advice=advice)
+                         message=message, advice=advice, world_size=self.world.size)
 
     # ---- plumbing ---------------------------------------------------------
     def _compile_failed(self, exc: BaseException) -> None:

@@ -27,8 +27,9 @@ class Checkpointing(LoopComponent):
         self.written_at = time.monotonic()   # when the checkpoint on disk was written (or training began)
         self.unwritten_epoch_end = False     # an epoch end held in memory only
 
+    # Only rank 0 of a distributed run keeps and writes checkpoints (every process holds the same state).
     def run_started(self, loop, *, resumed: bool) -> None:
-        if not resumed:
+        if not resumed and loop.world.is_main:
             # Something for an out-of-memory retry in the first epoch to go back to. In memory only:
             # writing it would cost a full save, and a run that dies before its first checkpoint
             # resumes from the beginning, which is this same state.
@@ -40,6 +41,8 @@ class Checkpointing(LoopComponent):
         always after the last epoch (`extend` and a failed finish resume from it). Writing a large model
         at every short epoch would cost more than the epoch it saves: in between, the state is kept in
         memory, where an out-of-memory retry finds it and a pause or a failure writes it."""
+        if not loop.world.is_main:
+            return
         epoch = row["epoch"]
         last = bool(outcome.stop) or epoch + 1 >= loop.state.epochs
         if last or time.monotonic() - self.written_at >= loop.config.train.checkpoint_every_s:
@@ -64,6 +67,8 @@ class Checkpointing(LoopComponent):
             log.warning("run %s: the last checkpoint was not written (%s)", loop.run_id, write_error)
 
     def save(self, loop, epoch: int, step_in_epoch: int, totals: EpochTotals) -> None:
+        if not loop.world.is_main:
+            return
         self.writer.save(loop.run_dir / CHECKPOINT_FILE, self.snapshot(loop, epoch, step_in_epoch, totals))
         self.written_at, self.unwritten_epoch_end = time.monotonic(), False
 

@@ -61,12 +61,15 @@ class StepInputs(LoopComponent):
 
     # ---- training steps ---------------------------------------------------
     def train_batches(self, loop, epoch: int, first_step: int) -> Iterator[tuple[Callable, torch.Tensor]]:
-        """(forward, targets) per step of the epoch from `first_step` on."""
-        cfg, net, device = loop.config, loop.built.net, loop.device
+        """(forward, targets) per step of the epoch from `first_step` on: this process's share of each batch."""
+        cfg, device = loop.config, loop.device
+        net = loop.train_net or loop.built.net
+        forward = loop.train_net or loop.forward
         self._ensure(loop)
         batches = batching.epoch_batches(len(self.train_samples), loop.state.batch_size, shuffle=True,
                                          seed=cfg.train.seed, epoch=epoch, lengths=self.sample_lengths(),
                                          weights=self.sample_weights)[first_step:]
+        batches = [loop.world.share(idx) for idx in batches]
         feats, targets = (self.features or {}).get("train"), self.train_targets
         if isinstance(feats, feature_cache.PrefixCache):
             for idx in batches:
@@ -87,7 +90,7 @@ class StepInputs(LoopComponent):
                 yield ((lambda i=inputs: net.forward_with_features(**extended(loop, i, loop.state.global_step))),
                        batch_targets.to(device, non_blocking=True))
             else:
-                yield (lambda i=inputs: loop.forward(**i)), batch_targets.to(device, non_blocking=True)
+                yield (lambda i=inputs: forward(**i)), batch_targets.to(device, non_blocking=True)
 
     def norm_statistics_forwards(self, loop) -> Iterator[Callable]:
         """One forward per batch of training samples, as evaluation sees them (no augmentation),
@@ -140,7 +143,8 @@ class StepInputs(LoopComponent):
             samples = self.train_samples if split == "train" else self.eval_samples_of(loop, split)
             key = cache_key(loop.config, loop.built, f"{dataset.fingerprint()}:{digest}", split)
             feats, hit = cached_features(loop.built, samples, key=key, cache_root=loop.runs_root,
-                                         batch_size=loop.state.eval_batch_size, device=loop.device, amp_dtype=loop.amp)
+                                         batch_size=loop.state.eval_batch_size, device=loop.device, amp_dtype=loop.amp,
+                                         world=loop.world)
             features[split] = feats.to(loop.device)
             hits.append(hit)
         loop.notify("frozen backbone: features reused from an earlier run" if all(hits) else

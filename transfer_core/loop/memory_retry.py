@@ -19,8 +19,8 @@ class MemoryRetry:
 
     def recover(self, loop, epoch: int, exc: BaseException) -> tuple[int, EpochTotals]:
         """Where the epoch goes on: (step_in_epoch, totals). Raises `exc` when it cannot be retried."""
-        if not is_out_of_memory(exc) or loop.state.batch_size <= 1:
-            raise exc
+        if not is_out_of_memory(exc) or loop.state.batch_size <= 1 or loop.world.size > 1:
+            raise exc   # (the processes of a distributed run would have to agree on it: it fails with advice)
         old = min(loop.state.batch_size, len(loop.data.splits.train))   # halving a batch larger than the data changes nothing
         saved = loop.checkpointing.latest(loop)
         done = saved["step_in_epoch"] * saved.get("batch_size", old)   # samples of this epoch already trained

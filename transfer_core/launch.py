@@ -1,0 +1,132 @@
+"""`train ... --devices N` and `resume ... --devices N`: the same command on N processes through torchrun
+(torch.distributed.run), on this machine or, with --nnodes and a rendezvous, on several.
+
+The launcher creates the run (so the run exists and is listed before any process starts), starts torchrun
+in a session of its own and waits. Ctrl-C is turned into a stop request in the run folder (control.py), so
+every process stops at the same step and rank 0 writes a checkpoint; a second Ctrl-C ends them at once.
+When torchrun ends with an error (a process died or failed) and the run is still marked active, the
+launcher marks it failed with advice: a distributed run never stays "running" without processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+
+from .control import request
+from .events import RunStatus
+from .run_files import CONTROL_FILE
+from .store import RunStore
+
+# Options of the launcher, not of the processes it starts: (option, takes a value).
+LAUNCH_OPTIONS = {"--devices": True, "--nnodes": True, "--node-rank": True, "--master-addr": True,
+                  "--master-port": True, "--rdzv-endpoint": True}
+
+
+def add_launch_options(parser) -> None:
+    group = parser.add_argument_group("several processes (torchrun; docs/distributed.md)")
+    group.add_argument("--devices", type=int, default=1, metavar="N",
+                       help="processes on this machine, one per GPU (on the CPU: gloo; default 1)")
+    group.add_argument("--nnodes", type=int, default=1, help="machines taking part (default 1)")
+    group.add_argument("--node-rank", type=int, default=0, help="this machine's number, 0 to nnodes-1")
+    group.add_argument("--master-addr", help="address of machine 0 (with --master-port), for several machines")
+    group.add_argument("--master-port", type=int, help="a free port on machine 0")
+    group.add_argument("--rdzv-endpoint", help="HOST:PORT of a c10d rendezvous, instead of --master-addr/--master-port")
+    group.add_argument("--run-id", help=argparse.SUPPRESS)   # the run the launcher created, for its processes
+
+
+def inside_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wanted(args) -> bool:
+    """The command asks for several processes and is not one of them already."""
+    return (args.devices > 1 or args.nnodes > 1) and not inside_torchrun()
+
+
+def check_options(args) -> str | None:
+    """What is wrong with the launch options, in one line (None: nothing)."""
+    if args.devices < 1:
+        return f"--devices must be 1 or more, not {args.devices}"
+    if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
+        return f"--node-rank must be between 0 and --nnodes - 1 ({args.nnodes - 1}), not {args.node_rank}"
+    if args.nnodes > 1 and not (args.rdzv_endpoint or (args.master_addr and args.master_port)):
+        return "several machines need --master-addr and --master-port of machine 0 (or --rdzv-endpoint HOST:PORT)"
+    return None
+
+
+def torchrun_command(args, argv: list[str], run_id: str | None) -> list[str]:
+    """torchrun with this command's own arguments (without the launch options) for each process."""
+    launch = ["--nproc-per-node", str(args.devices)]
+    if args.nnodes == 1 and not args.master_addr and not args.rdzv_endpoint:
+        launch.append("--standalone")   # a free port on this machine
+    else:
+        launch += ["--nnodes", str(args.nnodes), "--node-rank", str(args.node_rank)]
+        if args.rdzv_endpoint:
+            launch += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint]
+        else:
+            launch += ["--master-addr", args.master_addr, "--master-port", str(args.master_port)]
+    own = strip_launch_options(argv) + (["--run-id", run_id] if run_id else [])
+    return [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "transfer_core", *own]
+
+
+def strip_launch_options(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in LAUNCH_OPTIONS:
+            skip = LAUNCH_OPTIONS[name] and "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def launch(args, argv: list[str], store: RunStore, run_id: str | None) -> int:
+    """Run torchrun for `run_id` (None: on a machine other than 0, where rank 0 is not) and wait; returns its
+    exit code (the run failed when it is not 0)."""
+    process = subprocess.Popen(torchrun_command(args, argv, run_id if args.command == "train" else None),
+                               start_new_session=True)   # Ctrl-C reaches this process only: see on_interrupt
+    interrupts = 0
+
+    def on_interrupt(*_) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and run_id is not None:
+            print("stopping: every process stops at the same step and a checkpoint is written "
+                  "(Ctrl-C again ends them at once)", file=sys.stderr)
+            request(store.run_dir(run_id) / CONTROL_FILE, "stop")
+        else:
+            os.killpg(process.pid, signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code != 0 and run_id is not None:
+        _fail_if_active(store, run_id, code, args.devices * args.nnodes)
+    return code
+
+
+def _fail_if_active(store: RunStore, run_id: str, code: int, processes: int) -> None:
+    """torchrun ended with an error; rank 0 may not have had the time to record it."""
+    try:
+        store.reconcile_interrupted()
+        record = store.get_run(run_id)
+    except Exception:   # noqa: BLE001 (the store is what failed: the message above is all there is)
+        return
+    if record.status in RunStatus.ACTIVE or record.status == RunStatus.INTERRUPTED:
+        message = f"a training process (of {processes}) ended with exit code {code} before the run finished"
+        advice = (f"the lines above say why; resume it with `python -m transfer_core resume --run {run_id}` "
+                  "(with any number of --devices)")
+        store.set_status(run_id, RunStatus.FAILED, message=message, advice=advice)
+        print(f"error: {message}; {advice}", file=sys.stderr)
