@@ -33,8 +33,9 @@ def _text(value) -> str:
     return str(value)
 
 
-def cli_command(cfg: RunConfig, name: str | None = None) -> str:
-    """`python -m transfer_core train ...` with every setting that differs from the defaults."""
+def cli_command(cfg: RunConfig, name: str | None = None, processes: int = 1) -> str:
+    """`python -m transfer_core train ...` with every setting that differs from the defaults (and `--devices N`
+    for a run on several GPUs)."""
     defaults = {d: v for d, _, v in iter_fields(RunConfig())}
     try:   # the CLI picks the rates it is not given for the model (as the form does): name those that differ
         from transfer_core.freezing import recommended_rates
@@ -58,4 +59,6 @@ def cli_command(cfg: RunConfig, name: str | None = None) -> str:
             extra += ["--set", f"{dotted}={_text(value)}"]
     if name:
         args += ["--name", name]
+    if processes > 1:
+        args += ["--devices", str(processes)]
     return " ".join(shlex.quote(a) for a in args + extra)

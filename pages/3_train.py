@@ -18,6 +18,7 @@ from app.layers import augmentation_cache_notice
 from app.live import live_view
 from app.lr_find_ui import lr_finder
 from app.nav import page_file
+from app.processes_ui import process_count
 from app.resources import allowed_roots, get_jobs, get_store, runs_dir
 from app.state import current_run_id, draft, has_data, save_draft, set_current_run
 from app.text import md
@@ -69,8 +70,7 @@ if spec is not None:
             st.rerun()
 problems = render_settings(cfg, sections, columns=3)
 save_draft(cfg)
-suggestion = imbalance_suggestion(cfg)
-if suggestion:
+if suggestion := imbalance_suggestion(cfg):
     st.info(suggestion, icon=":material/balance:")
 if spec is not None:
     for warning in rate_warnings(cfg, spec):
@@ -86,14 +86,15 @@ if unreadable:   # a run on it could only fail
 
 compare_strategies_box(cfg, blocked=bool(problems or unreadable))
 name = st.text_input("Run name (optional)", key="run_name", placeholder="e.g. first try, lr 0.003")
+processes = process_count(cfg)
 if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems or unreadable), key="start"):
     with friendly("start the run"):
-        new_id = jobs.submit(cfg.copy(), name=name.strip() or None)
+        new_id = jobs.submit(cfg.copy(), name=name.strip() or None, processes=processes)
         set_current_run(new_id)
         st.rerun()
 
 with st.expander("Run the same from the command line"):
-    st.code(cli_command(cfg, name.strip() or None), language="bash", wrap_lines=True)
+    st.code(cli_command(cfg, name.strip() or None, processes), language="bash", wrap_lines=True)
     st.download_button("Download config.json", cfg.to_json(), file_name="config.json", mime="application/json",
                        icon=":material/download:", key="download_config")
     st.caption("Train from a config file with `python -m transfer_core train --config config.json`.")

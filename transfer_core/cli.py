@@ -257,8 +257,8 @@ def cmd_train(args) -> int:
     if launch.wanted(args):
         _check_launch(args, cfg)
         store = _store(args)
-        run_id = None
-        if args.node_rank == 0:   # (rank 0, which writes the run, is on machine 0)
+        run_id = args.run_id   # (a run the web app created)
+        if run_id is None and args.node_rank == 0:   # (rank 0, which writes the run, is on machine 0)
             run_id = store.create_run(cfg.to_dict(), name=args.name, modality="", model=cfg.model.name,
                                       dataset=cfg.data.path)
         return launch.launch(args, args.argv, store, run_id)

@@ -1,4 +1,5 @@
 """Background training: one worker thread per device runs fit() for one job at a time; the rest queue.
+A run on several GPUs runs in processes of its own (launch.LaunchedRun), controlled through its run folder.
 
 Any caller (a Streamlit session, a second browser tab, a test) can start, stop,
 pause, resume and observe a run by id. Observation goes through the run store,
@@ -16,6 +17,7 @@ from .control import RunControl
 from .devices import pick_device
 from .errors import RunError
 from .events import RunStatus
+from .launch import LaunchedRun
 from .paths import check_config_paths
 from .store import RunStore
 from .trainer import FitResult, Observer, check_resumable, check_startable, fit
@@ -46,23 +48,35 @@ class JobManager:
         self._running: dict[str, Job] = {}   # device -> job
         self._jobs: dict[str, Job] = {}      # run id -> job (latest)
         self._wake: dict[str, threading.Condition] = {}
+        self._launched: dict[str, LaunchedRun] = {}   # run id -> a run on several processes
         self._closed = False
         # Runs left "running" by a process that died are shown as interrupted and can be resumed.
         store.reconcile_interrupted()
 
     # ---- starting -------------------------------------------------------
-    def submit(self, config: RunConfig, name: str | None = None) -> str:
-        """Validate, create the run (queued) and schedule it. Raises ConfigError before anything is written."""
+    def submit(self, config: RunConfig, name: str | None = None, processes: int = 1) -> str:
+        """Validate, create the run (queued) and schedule it, or start it at once on `processes` processes
+        (torchrun: one per GPU). Raises ConfigError before anything is written."""
         check_startable(config, runs_dir=self.store.root, allowed_roots=self.allowed_roots)
+        if processes > 1 and config.adapt.method != "none":
+            raise RunError("domain adaptation trains on one process for now; train it on one GPU")
         run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                        dataset=config.data.path)
-        self._enqueue(Job(run_id, config), config.train.device)
+        if processes > 1:
+            with self._lock:
+                self._launched[run_id] = LaunchedRun(self.store, run_id, config, processes)
+        else:
+            self._enqueue(Job(run_id, config), config.train.device)
         return run_id
 
     def resume(self, run_id: str, extra_epochs: int = 0) -> str:
         """Unpause a paused job, or continue a stopped/failed/interrupted/finished run from its checkpoint."""
         run_id = self.store.get_run(run_id).id
         with self._lock:
+            launched = self._launched.get(run_id)
+            if launched is not None and launched.alive:
+                launched.request("run")
+                return run_id
             job = self._jobs.get(run_id)
             if job is not None and not job.done.is_set():
                 if job.control.paused:
@@ -81,6 +95,9 @@ class JobManager:
     # ---- control --------------------------------------------------------
     def stop(self, run_id: str) -> None:
         with self._lock:
+            if run_id in self._launched:
+                self._launched[run_id].request("stop")
+                return
             job = self._job(run_id)
             for queue in self._queues.values():
                 if job in queue:  # never started: nothing to checkpoint
@@ -91,20 +108,29 @@ class JobManager:
         job.control.request_stop()
 
     def pause(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._launched:
+                self._launched[run_id].request("pause")
+                return
         self._job(run_id).control.pause()
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
+            if run_id in self._launched:
+                return self._launched[run_id].alive
             job = self._jobs.get(run_id)
             return job is not None and not job.done.is_set()
 
     def active_runs(self) -> list[str]:
         with self._lock:
-            return [rid for rid, job in self._jobs.items() if not job.done.is_set()]
+            return [rid for rid, job in self._jobs.items() if not job.done.is_set()] + \
+                [rid for rid, launched in self._launched.items() if launched.alive]
 
     def queue_position(self, run_id: str) -> int | None:
         """0 while running, 1.. while queued, None otherwise."""
         with self._lock:
+            if run_id in self._launched:
+                return 0 if self._launched[run_id].alive else None
             for job in self._running.values():
                 if job.run_id == run_id:
                     return 0
@@ -115,6 +141,11 @@ class JobManager:
         return None
 
     def wait(self, run_id: str, timeout: float | None = None) -> FitResult | None:
+        """The result of an in-process job (None: not done in time, or a run on several processes, whose
+        result is in the store)."""
+        if run_id in self._launched:
+            self._launched[run_id].wait(timeout)
+            return None
         job = self._job(run_id)
         job.done.wait(timeout)
         return job.result
@@ -124,12 +155,17 @@ class JobManager:
         with self._lock:
             self._closed = True
             jobs = [j for j in self._jobs.values() if not j.done.is_set()]
+            launched = [r for r in self._launched.values() if r.alive]
             for cond in self._wake.values():  # conditions share self._lock, which is held here
                 cond.notify_all()
         for job in jobs:
             self.stop(job.run_id)
+        for run in launched:
+            run.request("stop")
         for job in jobs:
             job.done.wait(timeout)
+        for run in launched:
+            run.wait(timeout)
 
     # ---- workers --------------------------------------------------------
     def _job(self, run_id: str) -> Job:

@@ -14,15 +14,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
+from .atomic import write_json
 from .control import request
 from .events import RunStatus
-from .run_files import CONTROL_FILE
+from .run_files import CONFIG_FILE, CONTROL_FILE
 from .store import RunStore
 
 # Options of the launcher, not of the processes it starts: (option, takes a value).
 LAUNCH_OPTIONS = {"--devices": True, "--nnodes": True, "--node-rank": True, "--master-addr": True,
-                  "--master-port": True, "--rdzv-endpoint": True}
+                  "--master-port": True, "--rdzv-endpoint": True, "--run-id": True}
 
 
 def add_launch_options(parser) -> None:
@@ -118,15 +120,53 @@ def launch(args, argv: list[str], store: RunStore, run_id: str | None) -> int:
 
 
 def _fail_if_active(store: RunStore, run_id: str, code: int, processes: int) -> None:
-    """torchrun ended with an error; rank 0 may not have had the time to record it."""
+    """torchrun ended with an error, so none of the run's processes is left; rank 0 may not have had the time
+    to record it (still marked active), or the store already says interrupted."""
     try:
-        store.reconcile_interrupted()
         record = store.get_run(run_id)
     except Exception:   # noqa: BLE001 (the store is what failed: the message above is all there is)
         return
     if record.status in RunStatus.ACTIVE or record.status == RunStatus.INTERRUPTED:
-        message = f"a training process (of {processes}) ended with exit code {code} before the run finished"
+        of = f" (of {processes})" if processes else ""
+        message = f"a training process{of} ended with exit code {code} before the run finished"
         advice = (f"the lines above say why; resume it with `python -m transfer_core resume --run {run_id}` "
                   "(with any number of --devices)")
         store.set_status(run_id, RunStatus.FAILED, message=message, advice=advice)
         print(f"error: {message}; {advice}", file=sys.stderr)
+
+
+class LaunchedRun:
+    """A run the web app started on several processes: `train --devices N` in a process of its own, which the
+    app follows through the run store like any command-line run, and controls through the run folder's
+    request file (control.py)."""
+
+    def __init__(self, store: RunStore, run_id: str, config, processes: int):
+        self.run_id = run_id
+        run_dir = store.run_dir(run_id)
+        self.control = run_dir / CONTROL_FILE
+        write_json(run_dir / CONFIG_FILE, config.to_dict())   # (the run rewrites it, the same, as it starts)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "transfer_core", "--runs-dir", str(store.root), "train", "--config",
+             str(run_dir / CONFIG_FILE), "--devices", str(processes), "--run-id", run_id, "--quiet"],
+            stdin=subprocess.DEVNULL)
+        threading.Thread(target=self._watch, args=(store,), name=f"launched-{run_id}", daemon=True).start()
+
+    def _watch(self, store: RunStore) -> None:
+        """A launcher that ended before its processes could record anything (a broken environment) must not
+        leave the run queued: the app, which created it, owns it until then."""
+        code = self.process.wait()
+        if code != 0:
+            _fail_if_active(store, self.run_id, code, processes=0)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def request(self, what: str) -> None:
+        request(self.control, what)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None

@@ -37,7 +37,7 @@ def hardware(loop) -> dict:
     info = {"device": describe_device(loop.device), "precision": precision_name(loop.amp),
             "channels_last": loop.channels_last, "compiled": bool(loop.forward and loop.forward.active),
             "batch_size": min(loop.state.batch_size, len(loop.data.splits.train)),   # what a step took
-            "train_seconds": round(loop.state.train_seconds, 2)}
+            "train_seconds": round(loop.state.train_seconds, 2), "processes": loop.world.size}
     if loop.device.type == "cuda":
         info["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(loop.device) / 2**20, 1)
     return info
