@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from test_cli import cli
 
 from transfer_core.events import RunStatus
@@ -138,3 +139,48 @@ def test_a_process_that_dies_ends_the_run_as_failed_with_advice(topics_csv, tmp_
     record = RunStore(tmp_path).get_run(run_id)
     assert record.status == RunStatus.FAILED and record.advice, (record.message, err)
     assert processes_of(run_id) == []
+
+
+# ---- the launcher's parts ----------------------------------------------------------------------------
+
+def test_a_request_written_after_the_launch_counts_and_one_from_before_does_not(tmp_path):
+    from transfer_core.control import RunControl, request
+    path = tmp_path / "control.txt"
+    request(path, "stop")
+    old = RunControl()
+    old.watch(path, since=time.time() + 5)   # written before this launch: an earlier session's
+    assert not old.stop_requested
+    early = RunControl()
+    early.watch(path, since=time.time() - 5)   # written after the launch, before the run watched: honoured
+    assert early.stop_requested
+    paused = RunControl()
+    paused.watch(path)
+    time.sleep(0.3)
+    request(path, "pause")
+    time.sleep(0.3)   # (the file is read at most every POLL_SECONDS)
+    assert paused.paused and not paused.stop_requested
+    request(path, "run")
+    time.sleep(0.3)
+    assert not paused.paused
+
+
+def test_launch_options_are_checked_and_stripped(monkeypatch):
+    from types import SimpleNamespace
+
+    from transfer_core.launch import check_options, strip_launch_options, torchrun_command
+    args = SimpleNamespace(command="train", devices=4, nnodes=1, node_rank=0, master_addr=None, master_port=None,
+                           rdzv_endpoint=None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)   # (no GPU here: two are pretended)
+    assert "more GPUs than this machine has (2)" in check_options(args, "cuda")
+    assert check_options(args, "cpu") is None
+    assert "--master-addr" in check_options(SimpleNamespace(**{**vars(args), "nnodes": 2}), "cpu")
+    argv = ["--runs-dir", "r", "train", "--devices", "4", "--data", "d", "--master-port=29500", "--run-id", "x"]
+    assert strip_launch_options(argv) == ["--runs-dir", "r", "train", "--data", "d"]
+    command = torchrun_command(args, argv, "run-1")
+    assert command[-2:] == ["--run-id", "run-1"] and "--standalone" in command and "--nproc-per-node" in command
+
+
+def test_a_launched_run_reads_only_under_the_apps_folders(digits_folder, tmp_path):
+    proc = cli("train", "--data", digits_folder, *IMAGE_HEAD_RUN, "--epochs", 1, "--quiet", "--allowed-root",
+               tmp_path / "elsewhere", runs_dir=tmp_path / "runs", check=False)
+    assert proc.returncode != 0 and "outside" in proc.stderr

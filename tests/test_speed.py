@@ -249,4 +249,4 @@ def test_metrics_record_how_the_run_used_the_machine(digits_folder, store):
     assert result.status == RunStatus.COMPLETED, result.message
     hardware = json.loads((store.run_dir(result.run_id) / METRICS_FILE).read_text())["hardware"]
     assert hardware == {"device": "cpu", "precision": "fp32", "channels_last": True, "compiled": False,
-                        "batch_size": 8, "train_seconds": round(result.train_seconds, 2)}
+                        "batch_size": 8, "train_seconds": round(result.train_seconds, 2), "processes": 1}

@@ -265,8 +265,9 @@ def cmd_train(args) -> int:
     return _run_fit(args, cfg, run_id=args.run_id, resume=False, extra=0, name=args.name)
 
 
-def _check_launch(args, cfg: RunConfig | None) -> None:
-    problem = launch.check_options(args)
+def _check_launch(args, cfg: RunConfig) -> None:
+    from .devices import pick_device
+    problem = launch.check_options(args, pick_device(cfg.train.device).type)
     if problem is None and cfg is not None and cfg.adapt.method != "none":
         problem = "domain adaptation trains on one process for now; leave out --devices or --adapt"
     if problem:
@@ -291,6 +292,8 @@ def _choose_rates(cfg: RunConfig, args) -> None:
 def cmd_resume(args) -> int:
     from .trainer import check_resumable
     store = _store(args)
+    if not launch.is_rank_zero():   # one of a distributed run's other processes: rank 0 reads the store
+        return _run_fit(args, None, run_id=args.run, resume=True, extra=args.epochs, store=store)
     # Refused before anything is written, so a mistaken command leaves the run as it was.
     record = check_resumable(store, args.run, args.epochs)
     if launch.wanted(args):
@@ -312,7 +315,7 @@ def _run_fit(args, cfg, *, run_id, resume, extra, name=None, store=None) -> int:
     speaks = launch.is_rank_zero()   # (the other processes of a distributed run say nothing)
     observers = [ProgressBar()] if speaks and not args.quiet else []
     result = fit(cfg, store=store, run_id=run_id, control=control, observers=observers, resume=resume,
-                 extra_epochs=extra, name=name)
+                 extra_epochs=extra, name=name, allowed_roots=args.allowed_root)
     store.flush()
     for obs in observers:
         obs.close()

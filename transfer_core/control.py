@@ -32,14 +32,16 @@ class RunControl:
     def resume(self) -> None:
         self._running.set()
 
-    def watch(self, path: Path) -> None:
-        """Also follow the requests written to `path` (see request()) from now on; one already there was for an
-        earlier session of the run."""
+    def watch(self, path: Path, since: float | None = None) -> None:
+        """Also follow the requests written to `path` (see request()): those written from `since` on (epoch
+        seconds; None: from now on). One written before was for an earlier session of the run."""
         self._file = path
         try:
-            self._seen = path.stat().st_mtime
+            mtime = path.stat().st_mtime
         except OSError:
-            self._seen = None
+            return
+        if since is None or mtime < since:
+            self._seen = mtime
 
     @property
     def stop_requested(self) -> bool:

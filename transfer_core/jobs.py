@@ -60,11 +60,12 @@ class JobManager:
         check_startable(config, runs_dir=self.store.root, allowed_roots=self.allowed_roots)
         if processes > 1 and config.adapt.method != "none":
             raise RunError("domain adaptation trains on one process for now; train it on one GPU")
+        self._check_gpus_free(config, processes)
         run_id = self.store.create_run(config.to_dict(), name=name, modality="", model=config.model.name,
                                        dataset=config.data.path)
         if processes > 1:
             with self._lock:
-                self._launched[run_id] = LaunchedRun(self.store, run_id, config, processes)
+                self._launched[run_id] = LaunchedRun(self.store, run_id, config, processes, self.allowed_roots)
         else:
             self._enqueue(Job(run_id, config), config.train.device)
         return run_id
@@ -73,8 +74,8 @@ class JobManager:
         """Unpause a paused job, or continue a stopped/failed/interrupted/finished run from its checkpoint."""
         run_id = self.store.get_run(run_id).id
         with self._lock:
-            launched = self._launched.get(run_id)
-            if launched is not None and launched.alive:
+            launched = self._live_launched(run_id)
+            if launched is not None:
                 launched.request("run")
                 return run_id
             job = self._jobs.get(run_id)
@@ -86,6 +87,7 @@ class JobManager:
         # Refused here, while the run is as it was: once queued, a refusal inside the worker would mark it failed.
         record = check_resumable(self.store, run_id, extra_epochs)
         config = RunConfig.of_saved_run(record.config)
+        self._check_gpus_free(config, 1)
         if self.allowed_roots is not None:   # a run made on the command line may name data the app may not read
             check_config_paths(config, self.allowed_roots)
         self.store.set_status(run_id, RunStatus.QUEUED)
@@ -95,8 +97,8 @@ class JobManager:
     # ---- control --------------------------------------------------------
     def stop(self, run_id: str) -> None:
         with self._lock:
-            if run_id in self._launched:
-                self._launched[run_id].request("stop")
+            if (launched := self._live_launched(run_id)) is not None:
+                launched.request("stop")
                 return
             job = self._job(run_id)
             for queue in self._queues.values():
@@ -109,15 +111,15 @@ class JobManager:
 
     def pause(self, run_id: str) -> None:
         with self._lock:
-            if run_id in self._launched:
-                self._launched[run_id].request("pause")
+            if (launched := self._live_launched(run_id)) is not None:
+                launched.request("pause")
                 return
         self._job(run_id).control.pause()
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
-            if run_id in self._launched:
-                return self._launched[run_id].alive
+            if self._live_launched(run_id) is not None:
+                return True
             job = self._jobs.get(run_id)
             return job is not None and not job.done.is_set()
 
@@ -129,8 +131,8 @@ class JobManager:
     def queue_position(self, run_id: str) -> int | None:
         """0 while running, 1.. while queued, None otherwise."""
         with self._lock:
-            if run_id in self._launched:
-                return 0 if self._launched[run_id].alive else None
+            if self._live_launched(run_id) is not None:
+                return 0
             for job in self._running.values():
                 if job.run_id == run_id:
                     return 0
@@ -143,8 +145,10 @@ class JobManager:
     def wait(self, run_id: str, timeout: float | None = None) -> FitResult | None:
         """The result of an in-process job (None: not done in time, or a run on several processes, whose
         result is in the store)."""
-        if run_id in self._launched:
-            self._launched[run_id].wait(timeout)
+        with self._lock:
+            launched = self._launched.get(run_id)
+        if launched is not None and run_id not in self._jobs:
+            launched.wait(timeout)
             return None
         job = self._job(run_id)
         job.done.wait(timeout)
@@ -166,6 +170,27 @@ class JobManager:
             job.done.wait(timeout)
         for run in launched:
             run.wait(timeout)
+
+    # ---- runs on several processes ----------------------------------------
+    def _live_launched(self, run_id: str) -> LaunchedRun | None:
+        """The run's processes, while they live (a finished one may since have been resumed as a job here)."""
+        launched = self._launched.get(run_id)
+        if launched is not None and not launched.alive:
+            del self._launched[run_id]
+            return None
+        return launched
+
+    def _check_gpus_free(self, config: RunConfig, processes: int) -> None:
+        """A run on several GPUs takes them all: it neither starts beside a run on a GPU nor lets one start."""
+        if pick_device(config.train.device).type != "cuda":
+            return
+        with self._lock:
+            launched = [rid for rid in list(self._launched) if self._live_launched(rid) is not None]
+            on_gpu = [job.run_id for device, queue in self._queues.items() if device.startswith("cuda")
+                      for job in [*queue, *([self._running[device]] if device in self._running else [])]]
+        if launched or (processes > 1 and on_gpu):
+            busy = (launched or on_gpu)[0]
+            raise RunError(f"run {busy} is training on the GPUs; start this one when it has finished, or stop it")
 
     # ---- workers --------------------------------------------------------
     def _job(self, run_id: str) -> Job:

@@ -15,10 +15,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+
+import torch
 
 from .atomic import write_json
 from .control import request
 from .events import RunStatus
+from .loop.distributed import LAUNCHED_AT
 from .run_files import CONFIG_FILE, CONTROL_FILE
 from .store import RunStore
 
@@ -37,6 +41,8 @@ def add_launch_options(parser) -> None:
     group.add_argument("--master-port", type=int, help="a free port on machine 0")
     group.add_argument("--rdzv-endpoint", help="HOST:PORT of a c10d rendezvous, instead of --master-addr/--master-port")
     group.add_argument("--run-id", help=argparse.SUPPRESS)   # the run the launcher created, for its processes
+    # The web app's folders: a run it launched reads data only under them (paths.py), as its own runs do.
+    group.add_argument("--allowed-root", action="append", help=argparse.SUPPRESS)
 
 
 def inside_torchrun() -> bool:
@@ -52,14 +58,18 @@ def wanted(args) -> bool:
     return (args.devices > 1 or args.nnodes > 1) and not inside_torchrun()
 
 
-def check_options(args) -> str | None:
-    """What is wrong with the launch options, in one line (None: nothing)."""
+def check_options(args, device_type: str) -> str | None:
+    """What is wrong with the launch options for a run on `device_type` ("cuda", "cpu"...), in one line
+    (None: nothing)."""
     if args.devices < 1:
         return f"--devices must be 1 or more, not {args.devices}"
     if args.nnodes < 1 or not 0 <= args.node_rank < args.nnodes:
         return f"--node-rank must be between 0 and --nnodes - 1 ({args.nnodes - 1}), not {args.node_rank}"
     if args.nnodes > 1 and not (args.rdzv_endpoint or (args.master_addr and args.master_port)):
         return "several machines need --master-addr and --master-port of machine 0 (or --rdzv-endpoint HOST:PORT)"
+    if device_type == "cuda" and args.devices > torch.cuda.device_count():
+        return (f"--devices {args.devices} asks for more GPUs than this machine has ({torch.cuda.device_count()}); "
+                f"give --devices {torch.cuda.device_count()} or fewer")
     return None
 
 
@@ -95,25 +105,28 @@ def strip_launch_options(argv: list[str]) -> list[str]:
 def launch(args, argv: list[str], store: RunStore, run_id: str | None) -> int:
     """Run torchrun for `run_id` (None: on a machine other than 0, where rank 0 is not) and wait; returns its
     exit code (the run failed when it is not 0)."""
+    control = store.run_dir(run_id) / CONTROL_FILE if run_id is not None else None
     process = subprocess.Popen(torchrun_command(args, argv, run_id if args.command == "train" else None),
-                               start_new_session=True)   # Ctrl-C reaches this process only: see on_interrupt
+                               env=launch_env(), start_new_session=True)   # signals reach this process only
     interrupts = 0
 
-    def on_interrupt(*_) -> None:
+    def on_signal(signum, _frame) -> None:
         nonlocal interrupts
         interrupts += 1
-        if interrupts == 1 and run_id is not None:
+        if interrupts == 1 and control is not None:
             print("stopping: every process stops at the same step and a checkpoint is written "
                   "(Ctrl-C again ends them at once)", file=sys.stderr)
-            request(store.run_dir(run_id) / CONTROL_FILE, "stop")
+            request(control, "stop")
         else:
             os.killpg(process.pid, signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    # Ctrl-C, and a terminal closed or a job killed politely: the processes stop with a checkpoint.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         code = process.wait()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if code != 0 and run_id is not None:
         _fail_if_active(store, run_id, code, args.devices * args.nnodes)
     return code
@@ -135,20 +148,26 @@ def _fail_if_active(store: RunStore, run_id: str, code: int, processes: int) -> 
         print(f"error: {message}; {advice}", file=sys.stderr)
 
 
+def launch_env() -> dict[str, str]:
+    """The processes' environment: ours, and when they were launched (a stop asked for from then on counts)."""
+    return {**os.environ, LAUNCHED_AT: repr(time.time())}
+
+
 class LaunchedRun:
     """A run the web app started on several processes: `train --devices N` in a process of its own, which the
     app follows through the run store like any command-line run, and controls through the run folder's
     request file (control.py)."""
 
-    def __init__(self, store: RunStore, run_id: str, config, processes: int):
+    def __init__(self, store: RunStore, run_id: str, config, processes: int, allowed_roots: list | None = None):
         self.run_id = run_id
         run_dir = store.run_dir(run_id)
         self.control = run_dir / CONTROL_FILE
         write_json(run_dir / CONFIG_FILE, config.to_dict())   # (the run rewrites it, the same, as it starts)
+        roots = [arg for root in allowed_roots or [] for arg in ("--allowed-root", str(root))]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "transfer_core", "--runs-dir", str(store.root), "train", "--config",
-             str(run_dir / CONFIG_FILE), "--devices", str(processes), "--run-id", run_id, "--quiet"],
-            stdin=subprocess.DEVNULL)
+             str(run_dir / CONFIG_FILE), "--devices", str(processes), "--run-id", run_id, "--quiet", *roots],
+            stdin=subprocess.DEVNULL, env=launch_env())
         threading.Thread(target=self._watch, args=(store,), name=f"launched-{run_id}", daemon=True).start()
 
     def _watch(self, store: RunStore) -> None:

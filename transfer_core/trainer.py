@@ -53,7 +53,7 @@ from .loop.adaptation import adaptation_components
 from .loop.best_epoch import BestEpoch
 from .loop.checkpointing import Checkpointing, restore_weights
 from .loop.component import EpochOutcome, LoopComponent
-from .loop.distributed import DistributedTraining, World, join_world
+from .loop.distributed import DistributedTraining, World, join_world, launched_at
 from .loop.divergence import DivergenceGuard
 from .loop.failures import NOT_RESUMABLE, describe_failure, is_environment_failure
 from .loop.final_metrics import final_metrics
@@ -124,6 +124,8 @@ def fit(config: RunConfig | None, *, store: RunStore, run_id: str | None = None,
     alone reads and writes the store (loop/distributed.py)."""
     world = join_world()
     try:
+        # With a c10d rendezvous, rank 0 may be on a machine whose launcher did not create the run.
+        run_id = next((given for given in world.gather(run_id) if given), None)
         if world.is_main:
             config, run_id = _run_to_train(config, store, run_id, resume, extra_epochs, name)
         config, run_id = world.broadcast((config, run_id))
@@ -177,9 +179,10 @@ class Trainer:
         self.store = store
         self.run_id = run_id
         self.control = control
-        self.run_dir = store.run_dir(run_id)
+        # (other processes may run where the store is not: the folder's path is enough for them)
+        self.run_dir = store.run_dir(run_id, resolve=self.world.is_main)
         if self.world.size > 1 and self.world.is_main:   # a distributed run is stopped and paused from outside
-            control.watch(self.run_dir / CONTROL_FILE)
+            control.watch(self.run_dir / CONTROL_FILE, since=launched_at())
         # The runs folder: run:<id> models are found there, and frozen features and decoded images are kept
         # there between runs.
         self.runs_root = store.root
@@ -445,7 +448,9 @@ class Trainer:
         for component in self.components:
             component.epoch_trained(self, epoch, totals)
         self.state.train_seconds += totals.seconds
-        val = self.evaluate("val")
+        # Rank 0's numbers for every process: BatchNorm running statistics (and GPU kernels) may differ a
+        # little between processes, and each epoch must be judged the same everywhere.
+        val = self.world.broadcast(self.evaluate("val"))
         row = {"epoch": epoch, "train_loss": totals.mean_loss, "train_accuracy": totals.accuracy,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
                "seconds": round(totals.seconds, 3)}

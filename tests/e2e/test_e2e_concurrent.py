@@ -52,9 +52,11 @@ def open_run_from_runs_page(page, name: str) -> None:
     sidebar(page, "Runs")
     open_button = page.get_by_role("button", name="Open on the Train page")
     expect(open_button).to_be_visible(timeout=60_000)
+    wait_until_idle(page)                    # (a page still drawing can take the click and lose the typing)
     box = page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True))
     box.scroll_into_view_if_needed()
     box.click()
+    expect(page.get_by_role("listbox")).to_be_visible(timeout=30_000)
     page.keyboard.type(name)                 # the selectbox filters its options as one types
     option = page.get_by_role("option", name=re.compile(re.escape(name)))
     expect(option).to_have_count(1, timeout=30_000)

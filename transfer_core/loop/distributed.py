@@ -132,6 +132,17 @@ class ProcessGroupWorld(World):
             dist.destroy_process_group()
 
 
+LAUNCHED_AT = "TRANSFER_CORE_LAUNCHED_AT"   # set by the launcher (launch.py): when it started the processes
+
+
+def launched_at() -> float | None:
+    """When the launcher started this run's processes (a stop asked for since then counts), if it did."""
+    try:
+        return float(os.environ[LAUNCHED_AT])
+    except (KeyError, ValueError):
+        return None
+
+
 def join_world() -> World:
     """The processes of this run: several under torchrun, else this one alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -35,7 +35,7 @@ def final_metrics(loop) -> dict:
 def hardware(loop) -> dict:
     """How the run used the machine: what a user compares runs by, and the speed benchmarks read."""
     info = {"device": describe_device(loop.device), "precision": precision_name(loop.amp),
-            "channels_last": loop.channels_last, "compiled": bool(loop.forward and loop.forward.active),
+            "channels_last": loop.channels_last, "compiled": bool(loop.forward and loop.forward.active) and loop.world.size == 1,   # (DDP runs it plain)
             "batch_size": min(loop.state.batch_size, len(loop.data.splits.train)),   # what a step took
             "train_seconds": round(loop.state.train_seconds, 2), "processes": loop.world.size}
     if loop.device.type == "cuda":

@@ -84,7 +84,8 @@ class StepInputs(LoopComponent):
         # pixels); on a GPU, workers do it while the previous step computes. Texts are tokenized already.
         workers = loader_workers(cfg.train.num_workers, device, per_item_work=loop.built.modality == "image")
         for inputs, batch_targets, _ in batching.device_batches(loop.built, self.train_samples, batches, device,
-                                                                num_workers=workers, seed=cfg.train.seed * 100_003 + epoch,
+                                                                num_workers=workers,
+                                                                seed=cfg.train.seed * 100_003 + epoch + 7919 * loop.world.rank,
                                                                 channels_last=loop.channels_last, keep_on_device=True):
             if loop.needs_features:   # (features, logits), of the batch and what components add to it
                 yield ((lambda i=inputs: net.forward_with_features(**extended(loop, i, loop.state.global_step))),
