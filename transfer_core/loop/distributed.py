@@ -71,9 +71,6 @@ class World:
         """Every process's `obj`, in rank order."""
         return [obj]
 
-    def barrier(self) -> None:
-        """Wait for every process."""
-
     def leave(self) -> None:
         """Leave the process group at the end of the run."""
 
@@ -123,9 +120,6 @@ class ProcessGroupWorld(World):
         out: list[Any] = [None] * self.size
         dist.all_gather_object(out, obj)
         return out
-
-    def barrier(self) -> None:
-        dist.barrier()
 
     def leave(self) -> None:
         if dist.is_initialized():
